@@ -1,14 +1,15 @@
 """Local generation speed and memory, measured in one run on this machine.
 
 (a) the reference tool's way: one ``transformers.pipeline("text-generation")`` call per question;
-(b) this runner's batched path: ``HFGenerator.generate`` (length-sorted batches, left padding).
+(b) this runner's batched path: ``HFGenerator.generate`` (length-sorted batches, shared-prefix and grouped
+prefill, a preallocated cache, chunked decoding that lets finished answers leave the batch).
 
 Both use the same loaded embedded model (SmolLM2-135M-Instruct, float32), the same questions, persona,
 greedy decoding and ``max_new_tokens``; generated tokens are counted the same way for both (the answer text
 re-tokenised). Then the peak memory (max RSS) of a default ``python medical_model_runner.py`` run is read
 from a subprocess.
 
-    .venv/bin/python benchmarks/bench_local.py                     # defaults: 16 questions, 48 new tokens
+    .venv/bin/python benchmarks/bench_local.py                     # defaults: 64 questions, 128 new tokens
     .venv/bin/python benchmarks/bench_local.py --questions 16 --max-new-tokens 32 --batch-size 8 --skip-rss
 """
 
@@ -88,8 +89,8 @@ def default_run_peak_rss(timeout: float) -> tuple[float, float, int]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--questions", type=int, default=16, help="how many questions (the samples, repeated)")
-    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--questions", type=int, default=64, help="how many questions (the samples, repeated)")
+    parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--batch-size", default="auto", help="runner path: prompts per batch, or auto")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--skip-rss", action="store_true", help="do not measure the default run's peak memory")

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib.util import find_spec
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import ModelUnavailable
 
 if TYPE_CHECKING:
     from runner.catalog import ModelSpec
 
-# Prompts per batch when --batch-size is auto and the model runs on the CPU: measured on the embedded 135M model
-# (benchmarks/bench_local.py), larger batches gain little on two cores and pad more.
-CPU_AUTO_BATCH = 16
+# The most prompts per batch when --batch-size is auto and the model runs on the CPU. Measured on the embedded 135M
+# model (benchmarks/bench_local.py): a decoding step reads every weight once, so 64 rows cost ~2.5x the time of 16.
+CPU_AUTO_BATCH = 64
+# On the CPU, --batch-size auto also keeps a batch's key/value cache within this many bytes (main memory).
+CPU_CACHE_BUDGET = 1 << 30
 # Starting point on CUDA; an out-of-memory halves it.
 CUDA_AUTO_BATCH = 64
 
@@ -68,9 +70,29 @@ def plan_placement(spec: ModelSpec, cuda: bool | None = None) -> Placement:
     return Placement(device="cuda" if cuda else "cpu", quantize=quantize, dtype=dtype)
 
 
-def auto_batch_size(placement: Placement) -> int:
-    """The first batch size tried for ``--batch-size auto``."""
-    return CUDA_AUTO_BATCH if placement.cuda else CPU_AUTO_BATCH
+def auto_batch_size(placement: Placement, cache_bytes_per_prompt: int | None = None) -> int:
+    """The batch size ``--batch-size auto`` starts with.
+
+    On CUDA an out-of-memory halves it later. On the CPU, where memory simply runs out, the batch's key/value cache
+    (``cache_bytes_per_prompt`` per prompt, when known) is kept within ``CPU_CACHE_BUDGET``.
+    """
+    if placement.cuda:
+        return CUDA_AUTO_BATCH
+    if not cache_bytes_per_prompt:
+        return CPU_AUTO_BATCH
+    return max(1, min(CPU_AUTO_BATCH, CPU_CACHE_BUDGET // cache_bytes_per_prompt))
+
+
+def cache_bytes_per_token(config: Any, dtype_bytes: int) -> int | None:
+    """Bytes of key/value cache one token takes in a model with ``config`` (None when the config does not say)."""
+    layers = getattr(config, "num_hidden_layers", None)
+    heads = getattr(config, "num_attention_heads", None)
+    hidden = getattr(config, "hidden_size", None)
+    if not all(isinstance(v, int) and v > 0 for v in (layers, heads, hidden)):
+        return None
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    return 2 * layers * kv_heads * head_dim * dtype_bytes
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -79,9 +79,23 @@ def test_with_cuda_an_uncached_hub_model_says_how_to_download(monkeypatch: pytes
     assert "gated" in message
 
 
+def test_cache_bytes_per_token_from_the_config() -> None:
+    from types import SimpleNamespace
+
+    smollm2 = SimpleNamespace(num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3, hidden_size=576)
+    assert devices.cache_bytes_per_token(smollm2, 4) == 2 * 30 * 3 * 64 * 4  # keys and values, 3 KV heads of 64
+    gpt2_like = SimpleNamespace(num_hidden_layers=32, num_attention_heads=20, hidden_size=2560)  # no GQA
+    assert devices.cache_bytes_per_token(gpt2_like, 2) == 2 * 32 * 20 * 128 * 2
+    assert devices.cache_bytes_per_token(SimpleNamespace(), 4) is None
+
+
 def test_auto_batch_size_and_out_of_memory_detection() -> None:
     assert auto_batch_size(devices.Placement("cpu", None, "float32")) == devices.CPU_AUTO_BATCH
     assert auto_batch_size(devices.Placement("cuda", "4bit", "bfloat16")) == devices.CUDA_AUTO_BATCH
+    cpu = devices.Placement("cpu", None, "float32")
+    assert auto_batch_size(cpu, cache_bytes_per_prompt=devices.CPU_CACHE_BUDGET // 10) == 10  # the cache must fit
+    assert auto_batch_size(cpu, cache_bytes_per_prompt=devices.CPU_CACHE_BUDGET * 2) == 1
+    assert auto_batch_size(cpu, cache_bytes_per_prompt=1000) == devices.CPU_AUTO_BATCH
     assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert is_out_of_memory(RuntimeError("CUDA error: out of memory"))
     assert not is_out_of_memory(RuntimeError("shape mismatch"))

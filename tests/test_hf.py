@@ -16,7 +16,7 @@ from runner.devices import cuda_available
 from runner.personas import DEFAULT_PERSONA, resolve_persona
 from runner.providers.base import Request, Result
 from runner.providers.hf import HFGenerator
-from runner.providers.hf_prefix import shared_prefix
+from runner.providers.hf_batch import shared_prefix
 from runner.settings import GenerationSettings
 
 REPO = Path(__file__).resolve().parent.parent

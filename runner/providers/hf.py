@@ -17,6 +17,7 @@ from runner.catalog import ModelSpec
 from runner.devices import (
     Placement,
     auto_batch_size,
+    cache_bytes_per_token,
     free_accelerator_memory,
     is_out_of_memory,
     plan_placement,
@@ -25,7 +26,7 @@ from runner.errors import ModelUnavailable, ProviderError
 from runner.hub import locate_weights, not_downloadable, quiet_loading_bars
 from runner.prompt_formats import build_prompt, resolve_format
 from runner.providers.base import Generator, OnResult, Request, Result
-from runner.providers.hf_prefix import PrefixCache, prefixed_inputs, shared_prefix
+from runner.providers.hf_batch import BatchPrefill, generate_in_chunks, shared_prefix, supported
 from runner.settings import GenerationSettings
 
 log = logging.getLogger("runner")
@@ -129,7 +130,8 @@ class HFGenerator(Generator):
         self.batch_size = 1
         self.context: int | None = None
         self.stop_ids: set[int] = set()
-        self.prefix_caching = True  # turned off for a model whose cache cannot be copied into a batch
+        self.prefix_caching = True  # share the prompts' common prefix across a group of requests
+        self.own_prefill = False  # fill the cache before generate (hf_batch.py); decided in load()
 
     def load(self) -> None:
         """Load the model and tokenizer once; raise ModelUnavailable when the model cannot run here."""
@@ -140,6 +142,7 @@ class HFGenerator(Generator):
         self.batch_size = size if isinstance(size, int) else auto_batch_size(self.placement)
         self.context = context_length(self.model, self.tokenizer)
         self.stop_ids = stop_token_ids(self.model, self.tokenizer)
+        self.own_prefill = supported(self.model)
 
     def close(self) -> None:
         """Drop the model and return its memory (GPU included) before the next model loads."""
@@ -176,9 +179,11 @@ class HFGenerator(Generator):
         groups: dict[GenerationSettings, list[_Prepared]] = {}
         for i, request in enumerate(requests):
             try:
-                groups.setdefault(request.settings, []).append(self._tokenize(i, request))
+                prepared = self._tokenize(i, request)
             except Exception as exc:  # noqa: BLE001 - one bad prompt fails only its own answer
                 deliver(i, Result.failure(self.classify(exc)))
+                continue
+            groups.setdefault(request.settings, []).append(prepared)
         for settings, prepared in groups.items():
             self._generate_group(settings, prepared, deliver)
         return [r if r is not None else Result.failure(ProviderError("no answer produced")) for r in results]
@@ -204,27 +209,32 @@ class HFGenerator(Generator):
                         deliver: OnResult) -> None:
         # Longest first, as lm-evaluation-harness does: similar lengths pad less, and an out-of-memory shows at once.
         order = sorted(prepared, key=lambda p: len(p.ids), reverse=True)
+        size = self.batch_size
+        if self.settings.batch_size == "auto" and self.placement and not self.placement.cuda:
+            per_token = cache_bytes_per_token(self.model.config, self.model.dtype.itemsize)
+            per_prompt = per_token * (len(order[0].ids) + settings.max_new_tokens) if per_token else None
+            size = min(size, auto_batch_size(self.placement, per_prompt))  # the cache must fit in memory
         prefix = shared_prefix([p.ids for p in order]) if self.prefix_caching else []
-        cache = PrefixCache(self.model, prefix) if prefix else None
+        prefill = BatchPrefill(self.model, prefix, self.tokenizer.pad_token_id) if self.own_prefill else None
         if not settings.greedy and settings.seed is not None:
             import transformers
 
             transformers.set_seed(settings.seed)
         pos = 0
         while pos < len(order):
-            batch = order[pos : pos + self.batch_size]
+            batch = order[pos : pos + size]
             try:
-                answers = self._run_batch(settings, batch, cache)
+                answers = self._run_batch(settings, batch, prefill)
             except Exception as exc:  # noqa: BLE001 - decided below: shrink and retry, or fail this batch only
-                if cache is not None and not is_out_of_memory(exc):
-                    log.warning("%s: shared-prefix cache failed (%s: %s); generating without it",
+                if prefill is not None and not is_out_of_memory(exc):
+                    log.warning("%s: prefilling the cache failed (%s: %s); generating the plain way",
                                 self.spec.label, type(exc).__name__, exc)
-                    self.prefix_caching, cache = False, None
+                    self.own_prefill, prefill = False, None
                     continue
                 if is_out_of_memory(exc) and len(batch) > 1:
-                    self.batch_size = max(1, len(batch) // 2)
+                    self.batch_size = size = max(1, len(batch) // 2)
                     log.warning("%s: out of memory with %d prompts per batch; retrying with %d",
-                                self.spec.label, len(batch), self.batch_size)
+                                self.spec.label, len(batch), size)
                     free_accelerator_memory()
                     continue
                 error = self.classify(exc)
@@ -237,17 +247,16 @@ class HFGenerator(Generator):
             pos += len(batch)
 
     def _run_batch(self, settings: GenerationSettings, batch: list[_Prepared],
-                   cache: PrefixCache | None = None) -> list[Result]:
+                   prefill: BatchPrefill | None = None) -> list[Result]:
         import torch
 
         start = time.perf_counter()
         options: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens,
                                    "pad_token_id": self.tokenizer.pad_token_id}
-        if cache is not None:
-            skip = len(cache.prefix)
-            enc = prefixed_inputs(cache.prefix, [p.ids[skip:] for p in batch], self.tokenizer.pad_token_id,
-                                  self.model.device)
-            options["past_key_values"] = cache.for_batch(len(batch))
+        cache = None
+        if prefill is not None:
+            skip = len(prefill.prefix)
+            enc, cache = prefill.prepare([p.ids[skip:] for p in batch], settings.max_new_tokens)
         else:
             enc = self.tokenizer.pad({"input_ids": [p.ids for p in batch]}, padding=True, return_tensors="pt")
             enc = {k: v.to(self.model.device) for k, v in enc.items()}
@@ -256,8 +265,12 @@ class HFGenerator(Generator):
         else:
             options.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p or 1.0)
         with torch.inference_mode():
-            output = self.model.generate(**enc, **options)
-        new_tokens = output[:, enc["input_ids"].shape[1] :].tolist()
+            if cache is not None:
+                new_tokens = generate_in_chunks(self.model, enc, cache, options, settings.max_new_tokens,
+                                                self.stop_ids)
+            else:
+                output = self.model.generate(**enc, **options)
+                new_tokens = output[:, enc["input_ids"].shape[1] :].tolist()
         # One batch answers all its prompts at once: each answer gets an equal share of the wall time,
         # so the per-answer latencies add up to the time actually spent.
         share = (time.perf_counter() - start) / len(batch)

@@ -1,0 +1,96 @@
+"""Batch prefill, the preallocated cache and chunked decoding (runner/providers/hf_batch.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+from local_models import smollm2
+
+from runner.personas import DEFAULT_PERSONA, resolve_persona
+from runner.providers import hf_batch
+from runner.providers.base import Request
+from runner.providers.hf import HFGenerator
+from runner.settings import GenerationSettings
+
+PERSONA = resolve_persona(DEFAULT_PERSONA).text
+QUESTIONS = [
+    "What are the symptoms of type 2 diabetes?",
+    "Is aspirin an anticoagulant? Answer yes or no only.",
+    "What do statins do, and which side effects should a patient with chronic kidney disease watch for?",
+    "Reply with the single word OK.",
+    "Name one vaccine given to infants.",
+]
+
+
+@pytest.fixture
+def generator() -> Iterator[HFGenerator]:
+    gen = smollm2()
+    saved = (gen.batch_size, gen.model, gen.prefix_caching, gen.own_prefill)
+    yield gen
+    gen.batch_size, gen.model, gen.prefix_caching, gen.own_prefill = saved
+
+
+class _CountingGenerate:
+    """The real model, recording how many rows each ``generate`` call is given."""
+
+    def __init__(self, model: object) -> None:
+        self.model, self.rows = model, []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.model, name)
+
+    def generate(self, **kwargs: object) -> object:
+        self.rows.append(kwargs["input_ids"].shape[0])
+        return self.model.generate(**kwargs)
+
+
+def test_prefill_groups_bound_padding_and_size() -> None:
+    lengths = [90, 88, 80, 41, 40, 40, 39, 12, 3, 0, 0]
+    groups = hf_batch.prefill_groups(lengths)
+    assert [i for g in groups for i in g] == list(range(len(lengths)))  # every row once, in order
+    for group in groups:
+        rows = [lengths[i] for i in group]
+        if len(rows) > 1:
+            assert len(rows) * rows[0] <= hf_batch.PAD_WASTE * sum(rows)
+            assert len(rows) * rows[0] <= hf_batch.GROUP_TOKENS
+    assert len(hf_batch.prefill_groups([100] * 100)) == 3  # 4096 tokens at most per pass: 40 + 40 + 20 rows
+
+
+def test_preallocated_layer_writes_in_place_grows_and_keeps_selected_rows() -> None:
+    keys = torch.zeros(2, 1, 4, 2)
+    cache = hf_batch._cache([(keys, keys.clone())], length=1)
+    layer = cache.layers[0]
+    new = torch.arange(8, dtype=torch.float32).reshape(2, 1, 2, 2)
+    got_keys, _ = layer.update(new, new + 100)
+    assert got_keys.shape == (2, 1, 3, 2) and got_keys.data_ptr() == keys.data_ptr()  # written in place
+    assert torch.equal(got_keys[:, :, 1:], new) and cache.get_seq_length() == 3
+    more = torch.ones(2, 1, 3, 2)
+    got_keys, got_values = layer.update(more, more)  # 6 tokens > room for 4: the buffer grows
+    assert got_keys.shape == (2, 1, 6, 2) and torch.equal(got_keys[:, :, 1:3], new)
+    assert torch.equal(got_values[:, :, 1:3], new + 100)
+    layer.batch_select_indices(torch.tensor([1]))
+    assert layer.keys.shape == (1, 1, 6, 2) and torch.equal(layer.keys[0, :, 1:3], new[1])
+    layer.crop(-2)
+    assert cache.get_seq_length() == 4
+
+
+def test_prefilled_chunked_answers_equal_one_plain_generate(generator: HFGenerator,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = GenerationSettings(max_new_tokens=24)
+    requests = [Request(f"k{i}", PERSONA, q, settings) for i, q in enumerate(QUESTIONS)]
+    generator.batch_size = len(QUESTIONS)
+    generator.own_prefill = False  # one model.generate call on the padded batch
+    plain = generator.generate(requests)
+    monkeypatch.setattr(hf_batch, "CHUNK_TOKENS", 4)
+    monkeypatch.setattr(hf_batch, "DROP_SHARE", 0.01)
+    counting = _CountingGenerate(generator.model)
+    generator.model, generator.own_prefill = counting, True
+    chunked = generator.generate(requests)
+    assert [r.text for r in chunked] == [r.text for r in plain]
+    assert [(r.completion_tokens, r.finish_reason) for r in chunked] == \
+           [(r.completion_tokens, r.finish_reason) for r in plain]
+    # several chunks, and the answers that had ended left the batch
+    assert len(counting.rows) > 2 and counting.rows[0] == len(QUESTIONS) and counting.rows[-1] < len(QUESTIONS)
+    assert any(r.finish_reason == "stop" for r in chunked) and any(r.finish_reason == "length" for r in chunked)

@@ -52,7 +52,8 @@ class Reply:
     text: str | None = None  # None: the server's default text
     delay: float | None = None  # None: the server's default delay
     headers: dict[str, str] = field(default_factory=dict)
-    kind: str = "answer"  # answer | error | quota | hang | invalid-json
+    kind: str = "answer"  # answer | error | quota | hang | invalid-json | body
+    body: Any = None  # kind "body": this JSON value is the whole answer
     message: str | None = None
     finish: str = "stop"
 
@@ -82,6 +83,11 @@ class Reply:
     def invalid_json(cls) -> Reply:
         """A 200 whose body is not JSON (a broken proxy, a captive portal)."""
         return cls(kind="invalid-json")
+
+    @classmethod
+    def raw(cls, body: Any) -> Reply:
+        """A 200 whose JSON body is ``body`` as given (a server that speaks something else)."""
+        return cls(kind="body", body=body)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Reply:
@@ -295,6 +301,9 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.kind == "invalid-json":
             self._send(200, b"<html>502 Bad Gateway: upstream sent garbage</html>", content_type="text/html")
             return
+        if reply.kind == "body":
+            self._send(200, reply.body)
+            return
         if reply.kind in ("error", "quota"):
             body = _gemini_error(reply) if gemini else _openai_error(reply)
             # "{credential}" in a message echoes the key the client sent, as OpenAI's 401 does (partly masked).
@@ -312,7 +321,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = _gemini_answer(record, text, reply) if gemini else _openai_answer(record, text, reply)
         self._send(200, body, reply.headers)
 
-    def _send(self, status: int, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None,
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None,
               content_type: str = "application/json") -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
         try:

@@ -123,6 +123,8 @@ def test_retry_on_429_honours_retry_after(tmp_path: Path, server: FakeServer, ke
     (Reply.error(404, message="The model does not exist."), "HTTP 404"),
     (Reply.quota_exhausted(), "quota exhausted"),
     (Reply.invalid_json(), "not JSON"),
+    (Reply.raw([1, 2]), "has no choices: [1, 2]"),
+    (Reply.raw({"object": "chat.completion", "choices": []}), "has no choices"),
 ])
 def test_not_retried(tmp_path: Path, server: FakeServer, key: str, reply: Reply, expected: str) -> None:
     server.default = reply

@@ -87,6 +87,14 @@ def not_json_error(detail: str, hint: str = "is the base URL an OpenAI-compatibl
     return ProviderError(f"the server's answer is not JSON ({hint}): {redact(detail)[:200]}", retryable=False)
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 class OpenAIGenerator(Generator):
     """``openai:<model>``: OpenAI's chat completions, or any server that speaks them (``base_url``)."""
 
@@ -132,18 +140,29 @@ class OpenAIGenerator(Generator):
         from openai import BadRequestError
 
         start = time.perf_counter()
-        messages = self.messages(request)
         try:
-            response = await self._client.chat.completions.create(
-                model=self.spec.model_id, messages=messages, **self.parameters(request))
+            data = await self._complete(request)
         except BadRequestError as exc:
             if not self._refuses_token_field(exc):
                 raise
             log.info("%s: the server refuses max_completion_tokens; sending max_tokens instead", self.spec.label)
             self.token_field = "max_tokens"
-            response = await self._client.chat.completions.create(
-                model=self.spec.model_id, messages=messages, **self.parameters(request))
-        return self._result(response, time.perf_counter() - start)
+            data = await self._complete(request)
+        return self._result(data, time.perf_counter() - start)
+
+    async def _complete(self, request: Request) -> Any:
+        """POST /chat/completions through the SDK client; the answer's JSON.
+
+        The SDK's ``client.post`` (its documented way to any endpoint) keeps its authentication, base URL, timeout
+        and error types, and skips re-validating a request body built here and building typed response objects
+        for the four fields read: ~1 ms of Python per request, which at high concurrency queues on the event loop.
+        """
+        body = {"model": self.spec.model_id, "messages": self.messages(request), **self.parameters(request)}
+        text = await self._client.post("/chat/completions", body=body, cast_to=str)
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise not_json_error(text) from None
 
     def _refuses_token_field(self, exc: Any) -> bool:
         if self.token_field != "max_completion_tokens":
@@ -151,19 +170,19 @@ class OpenAIGenerator(Generator):
         text = f"{getattr(exc, 'param', '') or ''} {getattr(exc, 'message', '') or exc}"
         return "max_completion_tokens" in text and bool(REFUSED_PARAM.search(text))
 
-    def _result(self, response: Any, latency: float) -> Result:
-        if isinstance(response, str):  # the SDK hands back the raw text of a non-JSON answer
-            raise not_json_error(response)
-        choices = getattr(response, "choices", None) or []
-        if not choices:
-            raise ProviderError("the server's answer has no choices", retryable=False)
-        message = choices[0].message
-        text = (message.content if message else None) or getattr(message, "refusal", None) or ""
-        usage = getattr(response, "usage", None)
-        result = Result(text=text, latency_s=latency, finish_reason=choices[0].finish_reason,
-                        prompt_tokens=getattr(usage, "prompt_tokens", None),
-                        completion_tokens=getattr(usage, "completion_tokens", None))
-        if not text.strip() and result.finish_reason == "length":
+    def _result(self, data: Any, latency: float) -> Result:
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            shown = redact(json.dumps(data, ensure_ascii=False))[:200]
+            raise ProviderError(f"the server's answer has no choices: {shown}", retryable=False)
+        message = _mapping(choices[0].get("message"))
+        text = message.get("content") or message.get("refusal") or ""
+        usage = _mapping(data.get("usage"))
+        result = Result(text=text if isinstance(text, str) else str(text), latency_s=latency,
+                        finish_reason=choices[0].get("finish_reason"),
+                        prompt_tokens=_count(usage.get("prompt_tokens")),
+                        completion_tokens=_count(usage.get("completion_tokens")))
+        if not result.text.strip() and result.finish_reason == "length":
             # Reasoning models spend max_completion_tokens on hidden reasoning first.
             result.warnings.append("empty answer: the token limit was reached (reasoning tokens count towards "
                                    "it); raise --max-new-tokens")

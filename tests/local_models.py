@@ -6,6 +6,8 @@ Test modules share these through ``functools.cache``: whichever test needs a mod
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from runner.catalog import resolve_model
 from runner.providers.encoder import EncoderEmbedder
@@ -30,3 +32,15 @@ def minilm() -> EncoderEmbedder:
     embedder = EncoderEmbedder(resolve_model("all-minilm-l6-v2"), TEST_SETTINGS)
     embedder.load()
     return embedder
+
+
+@contextmanager
+def restored(generator: HFGenerator) -> Iterator[HFGenerator]:
+    """``generator`` for one test: what the test changes (batch size, context, model, switches) is put back."""
+    names = ("batch_size", "context", "model", "prefix_caching", "own_prefill")
+    saved = {name: getattr(generator, name) for name in names}
+    try:
+        yield generator
+    finally:
+        for name, value in saved.items():
+            setattr(generator, name, value)

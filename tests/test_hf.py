@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from local_models import TEST_SETTINGS, smollm2
+from local_models import TEST_SETTINGS, restored, smollm2
 
 from runner.catalog import resolve_model
 from runner.devices import cuda_available
@@ -38,10 +38,8 @@ def _requests(settings: GenerationSettings = TEST_SETTINGS, questions: list[str]
 
 @pytest.fixture
 def generator() -> Iterator[HFGenerator]:
-    gen = smollm2()
-    saved = (gen.batch_size, gen.context, gen.model, gen.prefix_caching)
-    yield gen
-    gen.batch_size, gen.context, gen.model, gen.prefix_caching = saved
+    with restored(smollm2()) as gen:
+        yield gen
 
 
 def test_answers_are_non_empty_with_counts_and_arrive_per_index(generator: HFGenerator) -> None:

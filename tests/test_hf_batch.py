@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from local_models import smollm2
+from local_models import restored, smollm2
 
 from runner.personas import DEFAULT_PERSONA, resolve_persona
 from runner.providers import hf_batch
@@ -26,10 +26,8 @@ QUESTIONS = [
 
 @pytest.fixture
 def generator() -> Iterator[HFGenerator]:
-    gen = smollm2()
-    saved = (gen.batch_size, gen.model, gen.prefix_caching, gen.own_prefill)
-    yield gen
-    gen.batch_size, gen.model, gen.prefix_caching, gen.own_prefill = saved
+    with restored(smollm2()) as gen:
+        yield gen
 
 
 class _CountingGenerate:

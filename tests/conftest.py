@@ -32,6 +32,23 @@ def write_jsonl(path: Path, rows: list[object]) -> Path:
     return path
 
 
+def drug_questions(tmp_path: Path, count: int) -> Path:
+    """A questions file of ``count`` distinct questions ("What is drug number i?")."""
+    return write_jsonl(tmp_path / f"q{count}.jsonl", [{"question": f"What is drug number {i}?"}
+                                                      for i in range(count)])
+
+
+def run_one_model(tmp_path: Path, entry: object, count: int = 1, **settings: object) -> tuple[object, list[dict]]:
+    """Run ``count`` drug questions through one model entry as the cardiologist; the report and the records."""
+    from runner.engine import run
+    from runner.settings import GenerationSettings
+
+    out = tmp_path / "out"
+    report = run(drug_questions(tmp_path, count), [entry], ["cardiologist"], GenerationSettings(**settings),
+                 output_dir=out, progress=False)
+    return report, [json.loads(p.read_text()) for p in sorted(out.glob("cardiologist/*/*.json"))]
+
+
 @pytest.fixture
 def questions_file(tmp_path: Path) -> Path:
     """Three plain questions and one multiple-choice question."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from runner.engine import RunReport, run
 from runner.personas import resolve_persona
 from runner.providers.gemini_api import quota_details
 from runner.settings import GenerationSettings, ModelEntry
-from tests.conftest import write_jsonl
+from tests.conftest import run_one_model, write_jsonl
 from tests.fake_servers import FakeServer, Reply
 
 KEY = "AIzaSyTest-Zq8VbL2mN4xR7tY1uI9oP3aS6dF0gH"
@@ -31,11 +30,7 @@ def key(monkeypatch: pytest.MonkeyPatch) -> str:
 def run_model(tmp_path: Path, server: FakeServer, count: int = 1, model: str = "gemini-2.5-flash",
               **settings: object) -> tuple[RunReport, list[dict]]:
     """Run ``count`` questions through one Gemini model at the server; return the report and the records."""
-    questions = write_jsonl(tmp_path / "q.jsonl", [{"question": f"What is drug number {i}?"} for i in range(count)])
-    out = tmp_path / "out"
-    report = run(questions, [ModelEntry(name=model, base_url=server.gemini_base_url)], ["cardiologist"],
-                 GenerationSettings(**settings), output_dir=out, progress=False)
-    return report, [json.loads(p.read_text()) for p in sorted(out.glob("cardiologist/*/*.json"))]
+    return run_one_model(tmp_path, ModelEntry(name=model, base_url=server.gemini_base_url), count, **settings)
 
 
 def test_request_shape_usage_and_record(tmp_path: Path, server: FakeServer, key: str) -> None:

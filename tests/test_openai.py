@@ -15,7 +15,7 @@ from runner.personas import resolve_persona
 from runner.providers.openai_api import PLACEHOLDER_KEY, is_reasoning_model, parse_retry_after
 from runner.questions import load_questions
 from runner.settings import GenerationSettings, ModelEntry
-from tests.conftest import write_jsonl
+from tests.conftest import drug_questions, run_one_model
 from tests.fake_servers import FakeServer, Reply, spawn
 
 KEY = "sk-test-Zq8VbL2mN4xR7tY1uI9oP3aS6dF0gH5j"
@@ -30,20 +30,10 @@ def key(monkeypatch: pytest.MonkeyPatch) -> str:
     return KEY
 
 
-def make_questions(tmp_path: Path, count: int) -> Path:
-    """A questions file of ``count`` distinct questions."""
-    return write_jsonl(tmp_path / f"q{count}.jsonl", [{"question": f"What is drug number {i}?"}
-                                                      for i in range(count)])
-
-
 def run_model(tmp_path: Path, server: FakeServer, count: int = 1, model: str = "openai:gpt-4o",
               **settings: object) -> tuple[RunReport, list[dict]]:
     """Run ``count`` questions through one openai model at the server; return the report and the records."""
-    out = tmp_path / "out"
-    report = run(make_questions(tmp_path, count), [ModelEntry(name=model, base_url=server.openai_base_url)],
-                 ["cardiologist"], GenerationSettings(**settings), output_dir=out, progress=False)
-    records = [json.loads(p.read_text()) for p in sorted(out.glob("cardiologist/*/*.json"))]
-    return report, records
+    return run_one_model(tmp_path, ModelEntry(name=model, base_url=server.openai_base_url), count, **settings)
 
 
 def test_request_shape_usage_and_record(tmp_path: Path, server: FakeServer, key: str) -> None:
@@ -258,7 +248,7 @@ def test_cli_against_standalone_server_with_config_base_url(cli, tmp_path: Path,
 @pytest.mark.skipif(not os.environ.get("OPENAI_API_KEY") or bool(os.environ.get("OPENAI_BASE_URL")),
                     reason="live test: set a real OPENAI_API_KEY (and no OPENAI_BASE_URL) to run it")
 def test_live_openai(tmp_path: Path) -> None:
-    questions = load_questions(make_questions(tmp_path, 1))
+    questions = load_questions(drug_questions(tmp_path, 1))
     report = run(questions, ["gpt-4o-mini"], ["general-physician"], GenerationSettings(max_new_tokens=16),
                  output_dir=tmp_path / "out", progress=False)
     assert report.exit_status == 0 and report.summaries[0].completion_tokens > 0

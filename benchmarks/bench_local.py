@@ -4,13 +4,14 @@
 (b) this runner's batched path: ``HFGenerator.generate`` (length-sorted batches, shared-prefix and grouped
 prefill, a preallocated cache, chunked decoding that lets finished answers leave the batch).
 
-Both use the same loaded embedded model (SmolLM2-135M-Instruct, float32), the same questions, persona,
-greedy decoding and ``max_new_tokens``; generated tokens are counted the same way for both (the answer text
-re-tokenised). Then the peak memory (max RSS) of a default ``python medical_model_runner.py`` run is read
-from a subprocess.
+Both use the same loaded model (by default the embedded SmolLM2-135M-Instruct, float32), the same questions,
+persona, greedy decoding and ``max_new_tokens``; both count the token ids generated after the prompt, the EOS
+included. Then the peak memory (max RSS) of a default ``python medical_model_runner.py`` run is read from a
+subprocess.
 
     .venv/bin/python benchmarks/bench_local.py                     # defaults: 64 questions, 128 new tokens
     .venv/bin/python benchmarks/bench_local.py --questions 16 --max-new-tokens 32 --batch-size 8 --skip-rss
+    python benchmarks/bench_local.py --model hf:/path/to/checkpoint --quantize 4bit --skip-rss   # any local model
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -37,39 +40,43 @@ def _questions(count: int) -> list[str]:
     return [base[i % len(base)] for i in range(count)]
 
 
-def _count(tokenizer: object, texts: list[str]) -> int:
-    return sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)  # type: ignore[operator]
+def _prompt_length(tokenizer: Any, messages: list[dict[str, str]]) -> int:
+    """Tokens of the chat prompt the pipeline builds for ``messages`` (as its preprocess step does)."""
+    encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    ids = encoded["input_ids"] if isinstance(encoded, Mapping) else encoded
+    return len(ids)
 
 
-def bench_reference(generator: object, persona: str, questions: list[str], max_new_tokens: int) -> tuple[int, float]:
-    """One pipeline call per question, as the reference tool does; returns (tokens, seconds)."""
+def bench_reference(generator: Any, persona: str, questions: list[str], max_new_tokens: int) -> tuple[int, float]:
+    """One pipeline call per question, as the reference tool does; returns (generated tokens, seconds)."""
     from transformers import pipeline
 
-    pipe = pipeline("text-generation", model=generator.model, tokenizer=generator.tokenizer)  # type: ignore[attr-defined]
-    answers = []
+    pipe = pipeline("text-generation", model=generator.model, tokenizer=generator.tokenizer)
+    tokens = 0
     start = time.perf_counter()
     for question in questions:
         messages = [{"role": "system", "content": persona}, {"role": "user", "content": question}]
-        out = pipe(messages, max_new_tokens=max_new_tokens, do_sample=False, return_full_text=False)
-        answers.append(out[0]["generated_text"])
-    seconds = time.perf_counter() - start
-    return _count(generator.tokenizer, answers), seconds  # type: ignore[attr-defined]
+        out = pipe(messages, max_new_tokens=max_new_tokens, do_sample=False, return_tensors=True)
+        # The whole sequence comes back; what follows the prompt was generated (the EOS included, as the runner
+        # counts it). Counting ids, not re-tokenised text, keeps the count exact for any model.
+        tokens += len(out[0]["generated_token_ids"]) - _prompt_length(generator.tokenizer, messages)
+    return tokens, time.perf_counter() - start
 
 
-def bench_runner(generator: object, persona: str, questions: list[str], max_new_tokens: int) -> tuple[int, float]:
-    """This runner's batched path; returns (tokens, seconds)."""
+def bench_runner(generator: Any, persona: str, questions: list[str], max_new_tokens: int) -> tuple[int, float]:
+    """This runner's batched path; returns (generated tokens, seconds)."""
     from runner.providers.base import Request
     from runner.settings import GenerationSettings
 
     settings = GenerationSettings(max_new_tokens=max_new_tokens)
     requests = [Request(str(i), persona, q, settings) for i, q in enumerate(questions)]
     start = time.perf_counter()
-    results = generator.generate(requests)  # type: ignore[attr-defined]
+    results = generator.generate(requests)
     seconds = time.perf_counter() - start
     failed = [r.error for r in results if not r.ok]
     if failed:
         raise SystemExit(f"runner path failed: {failed[0]}")
-    return _count(generator.tokenizer, [r.text for r in results]), seconds  # type: ignore[attr-defined]
+    return sum(r.completion_tokens or 0 for r in results), seconds
 
 
 def default_run_peak_rss(timeout: float) -> tuple[float, float, int]:
@@ -93,6 +100,9 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--batch-size", default="auto", help="runner path: prompts per batch, or auto")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--model", default="smollm2-135m-instruct", help="hf: model or alias (default: embedded)")
+    parser.add_argument("--quantize", choices=["4bit", "8bit", "none"], help="as the runner's --quantize")
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="as the runner's --dtype")
     parser.add_argument("--skip-rss", action="store_true", help="do not measure the default run's peak memory")
     parser.add_argument("--rss-timeout", type=float, default=1800)
     args = parser.parse_args()
@@ -110,15 +120,20 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     batch = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
-    generator = HFGenerator(resolve_model("smollm2-135m-instruct"), GenerationSettings(batch_size=batch))
+    spec = resolve_model(args.model)
+    spec = spec.model_copy(update={k: getattr(args, k) for k in ("quantize", "dtype") if getattr(args, k)})
+    generator = HFGenerator(spec, GenerationSettings(batch_size=batch))
     load_start = time.perf_counter()
     generator.load()
     load_s = time.perf_counter() - load_start
     persona = resolve_persona(DEFAULT_PERSONA).text
     questions = _questions(args.questions)
 
-    print(f"model: SmolLM2-135M-Instruct (embedded GGUF -> float32), loaded in {load_s:.1f} s; "
-          f"torch threads {torch.get_num_threads()}, CPU cores {os.cpu_count()}")
+    placement = generator.placement
+    assert placement is not None
+    device = torch.cuda.get_device_name(0) if placement.cuda else f"CPU, {os.cpu_count()} cores"
+    print(f"model: {spec.label} on {device} ({placement.quantize or placement.dtype}), "
+          f"loaded in {load_s:.1f} s; torch threads {torch.get_num_threads()}")
     print(f"{len(questions)} questions, max_new_tokens {args.max_new_tokens}, greedy, "
           f"runner batch size {generator.batch_size}")
     ref_tokens, ref_s = bench_reference(generator, persona, questions, args.max_new_tokens)

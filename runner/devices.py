@@ -32,6 +32,7 @@ class Placement:
     device: str  # "cuda" or "cpu"
     quantize: str | None  # "4bit", "8bit" or None
     dtype: str  # "auto", "float32", "bfloat16", "float16"
+    note: str = ""  # something the user should hear about the decision (logged when the model loads)
 
     @property
     def cuda(self) -> bool:
@@ -54,6 +55,12 @@ def plan_placement(spec: ModelSpec, cuda: bool | None = None) -> Placement:
     """
     cuda = cuda_available() if cuda is None else cuda
     quantize = spec.quantize if spec.quantize in ("4bit", "8bit") else None
+    note = ""
+    if quantize and (spec.weights_file or "").lower().endswith(".gguf"):
+        # transformers dequantizes GGUF weights when it loads them and refuses to combine that with bitsandbytes.
+        note = (f"{spec.name}: its GGUF weights are loaded dequantized; {quantize} quantization does not apply "
+                "to GGUF files, so it loads without it")
+        quantize = None
     if not cuda:
         if spec.needs_gpu:
             size = f" (~{spec.gpu_memory_gb:g} GB of GPU memory)" if spec.gpu_memory_gb else ""
@@ -67,7 +74,7 @@ def plan_placement(spec: ModelSpec, cuda: bool | None = None) -> Placement:
     dtype = spec.dtype or ("auto" if cuda else "float32")
     if quantize == "4bit" and spec.dtype in (None, "auto"):
         dtype = "bfloat16"  # matches the 4-bit compute dtype
-    return Placement(device="cuda" if cuda else "cpu", quantize=quantize, dtype=dtype)
+    return Placement(device="cuda" if cuda else "cpu", quantize=quantize, dtype=dtype, note=note)
 
 
 def auto_batch_size(placement: Placement, cache_bytes_per_prompt: int | None = None) -> int:

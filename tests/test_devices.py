@@ -51,6 +51,17 @@ def test_quantization_asked_without_cuda_is_refused() -> None:
     assert plan_placement(no_quant, cuda=False).quantize is None
 
 
+def test_quantization_does_not_apply_to_gguf_weights() -> None:
+    # transformers refuses bitsandbytes on GGUF weights, so `--quantize 4bit` over a run that includes the embedded
+    # model loads that one as it is, with a note, instead of failing it (or refusing it without a GPU).
+    smol = resolve_model("smollm2-135m-instruct").model_copy(update={"quantize": "4bit"})
+    for cuda in (True, False):
+        placement = plan_placement(smol, cuda=cuda)
+        assert placement.quantize is None and placement.dtype == "float32"
+        assert "GGUF" in placement.note and "4bit" in placement.note
+    assert plan_placement(resolve_model("medgemma-27b"), cuda=True).note == ""
+
+
 def test_missing_bitsandbytes_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     real = devices.find_spec
     monkeypatch.setattr(devices, "find_spec", lambda name: None if name == "bitsandbytes" else real(name))

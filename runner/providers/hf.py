@@ -63,6 +63,8 @@ def load_model_and_tokenizer(spec: ModelSpec, settings: GenerationSettings) -> t
     if placement.cuda:
         model_kwargs["device_map"] = "auto"
     quiet_loading_bars()
+    if placement.note:
+        log.warning("%s", placement.note)
     log.info("loading %s on %s%s", spec.label, placement.device,
              f" ({placement.quantize})" if placement.quantize else "")
     try:

@@ -7,6 +7,7 @@ never by waiting for an error.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
@@ -19,8 +20,10 @@ if TYPE_CHECKING:
 # The most prompts per batch when --batch-size is auto and the model runs on the CPU. Measured on the embedded 135M
 # model (benchmarks/bench_local.py): a decoding step reads every weight once, so 64 rows cost ~2.5x the time of 16.
 CPU_AUTO_BATCH = 64
-# On the CPU, --batch-size auto also keeps a batch's key/value cache within this many bytes (main memory).
+# On the CPU, --batch-size auto also keeps a batch's key/value cache within an eighth of the machine's memory, and
+# never below this many bytes (the budget where the memory size cannot be read).
 CPU_CACHE_BUDGET = 1 << 30
+CPU_CACHE_SHARE = 8
 # Starting point on CUDA; an out-of-memory halves it.
 CUDA_AUTO_BATCH = 64
 
@@ -81,13 +84,22 @@ def auto_batch_size(placement: Placement, cache_bytes_per_prompt: int | None = N
     """The batch size ``--batch-size auto`` starts with.
 
     On CUDA an out-of-memory halves it later. On the CPU, where memory simply runs out, the batch's key/value cache
-    (``cache_bytes_per_prompt`` per prompt, when known) is kept within ``CPU_CACHE_BUDGET``.
+    (``cache_bytes_per_prompt`` per prompt, when known) is kept within ``cpu_cache_budget()``.
     """
     if placement.cuda:
         return CUDA_AUTO_BATCH
     if not cache_bytes_per_prompt:
         return CPU_AUTO_BATCH
-    return max(1, min(CPU_AUTO_BATCH, CPU_CACHE_BUDGET // cache_bytes_per_prompt))
+    return max(1, min(CPU_AUTO_BATCH, cpu_cache_budget() // cache_bytes_per_prompt))
+
+
+def cpu_cache_budget() -> int:
+    """Bytes a CPU batch's key/value cache may take: an eighth of physical memory, at least ``CPU_CACHE_BUDGET``."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX (Windows), or the value is not available
+        return CPU_CACHE_BUDGET
+    return max(CPU_CACHE_BUDGET, physical // CPU_CACHE_SHARE)
 
 
 def cache_bytes_per_token(config: Any, dtype_bytes: int) -> int | None:

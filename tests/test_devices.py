@@ -104,9 +104,27 @@ def test_auto_batch_size_and_out_of_memory_detection() -> None:
     assert auto_batch_size(devices.Placement("cpu", None, "float32")) == devices.CPU_AUTO_BATCH
     assert auto_batch_size(devices.Placement("cuda", "4bit", "bfloat16")) == devices.CUDA_AUTO_BATCH
     cpu = devices.Placement("cpu", None, "float32")
-    assert auto_batch_size(cpu, cache_bytes_per_prompt=devices.CPU_CACHE_BUDGET // 10) == 10  # the cache must fit
-    assert auto_batch_size(cpu, cache_bytes_per_prompt=devices.CPU_CACHE_BUDGET * 2) == 1
+    budget = devices.cpu_cache_budget()
+    assert budget >= devices.CPU_CACHE_BUDGET
+    assert auto_batch_size(cpu, cache_bytes_per_prompt=budget // 10) == 10  # the cache must fit
+    assert auto_batch_size(cpu, cache_bytes_per_prompt=budget * 2) == 1
     assert auto_batch_size(cpu, cache_bytes_per_prompt=1000) == devices.CPU_AUTO_BATCH
     assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert is_out_of_memory(RuntimeError("CUDA error: out of memory"))
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
+
+
+@pytest.mark.parametrize(("physical_gib", "budget_gib"), [(4, 1), (8, 1), (24, 3), (64, 8)])
+def test_cpu_cache_budget_is_an_eighth_of_memory(monkeypatch: pytest.MonkeyPatch, physical_gib: int,
+                                                 budget_gib: int) -> None:
+    pages = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": physical_gib * (1 << 30) // 4096}
+    monkeypatch.setattr(devices.os, "sysconf", lambda name: pages[name])
+    assert devices.cpu_cache_budget() == budget_gib * (1 << 30)
+
+
+def test_cpu_cache_budget_without_a_memory_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unknown(name: str) -> int:
+        raise ValueError(name)
+
+    monkeypatch.setattr(devices.os, "sysconf", unknown)
+    assert devices.cpu_cache_budget() == devices.CPU_CACHE_BUDGET

@@ -74,8 +74,11 @@ def test_preallocated_layer_writes_in_place_grows_and_keeps_selected_rows() -> N
     assert cache.get_seq_length() == 4
 
 
-def test_prefilled_chunked_answers_equal_one_plain_generate(generator: HFGenerator,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("share_prefix", [True, False], ids=["prefix-attention", "prefix-copied"])
+def test_prefilled_chunked_answers_equal_one_plain_generate(generator: HFGenerator, monkeypatch: pytest.MonkeyPatch,
+                                                            share_prefix: bool) -> None:
+    assert generator.share_prefix  # on the CPU, load() routes attention through prefix_attention
+    generator.share_prefix = share_prefix
     settings = GenerationSettings(max_new_tokens=24)
     requests = [Request(f"k{i}", PERSONA, q, settings) for i, q in enumerate(QUESTIONS)]
     generator.batch_size = len(QUESTIONS)
@@ -92,3 +95,19 @@ def test_prefilled_chunked_answers_equal_one_plain_generate(generator: HFGenerat
     # several chunks, and the answers that had ended left the batch
     assert len(counting.rows) > 2 and counting.rows[0] == len(QUESTIONS) and counting.rows[-1] < len(QUESTIONS)
     assert any(r.finish_reason == "stop" for r in chunked) and any(r.finish_reason == "length" for r in chunked)
+
+
+def test_with_prefix_attention_rows_hold_only_their_own_tokens(generator: HFGenerator) -> None:
+    tokenizer = generator.tokenizer
+    prompts = [tokenizer.apply_chat_template([{"role": "system", "content": PERSONA}, {"role": "user", "content": q}],
+                                             add_generation_prompt=True, tokenize=False) for q in QUESTIONS[:3]]
+    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    prefix = hf_batch.shared_prefix(ids)
+    suffixes = [i[len(prefix) :] for i in ids]
+    width = max(len(s) for s in suffixes)
+    for share, stored in ((True, width - 1), (False, len(prefix) + width - 1)):
+        prefill = hf_batch.BatchPrefill(generator.model, prefix, tokenizer.pad_token_id, share_prefix=share)
+        inputs, cache = prefill.prepare(suffixes, max_new_tokens=8)
+        assert inputs["input_ids"].shape == (3, len(prefix) + width)
+        assert cache.layers[0].keys.shape[2] == stored  # the prefix is not copied into each row
+        assert cache.get_seq_length() == len(prefix) + width - 1  # but the cache stands for it (positions, mask)

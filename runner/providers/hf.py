@@ -25,6 +25,7 @@ from runner.devices import (
 from runner.errors import ModelUnavailable, ProviderError
 from runner.hub import locate_weights, not_downloadable, quiet_loading_bars
 from runner.prompt_formats import build_prompt, resolve_format
+from runner.providers import prefix_attention
 from runner.providers.base import Generator, OnResult, Request, Result
 from runner.providers.hf_batch import BatchPrefill, generate_in_chunks, shared_prefix, supported
 from runner.settings import GenerationSettings
@@ -134,6 +135,7 @@ class HFGenerator(Generator):
         self.stop_ids: set[int] = set()
         self.prefix_caching = True  # share the prompts' common prefix across a group of requests
         self.own_prefill = False  # fill the cache before generate (hf_batch.py); decided in load()
+        self.share_prefix = False  # attention reads the shared prefix once per batch (prefix_attention.py); CPU only
 
     def load(self) -> None:
         """Load the model and tokenizer once; raise ModelUnavailable when the model cannot run here."""
@@ -145,6 +147,7 @@ class HFGenerator(Generator):
         self.context = context_length(self.model, self.tokenizer)
         self.stop_ids = stop_token_ids(self.model, self.tokenizer)
         self.own_prefill = supported(self.model)
+        self.share_prefix = self.own_prefill and not self.placement.cuda and prefix_attention.enable(self.model)
 
     def close(self) -> None:
         """Drop the model and return its memory (GPU included) before the next model loads."""
@@ -211,13 +214,15 @@ class HFGenerator(Generator):
                         deliver: OnResult) -> None:
         # Longest first, as lm-evaluation-harness does: similar lengths pad less, and an out-of-memory shows at once.
         order = sorted(prepared, key=lambda p: len(p.ids), reverse=True)
+        prefix = shared_prefix([p.ids for p in order]) if self.prefix_caching else []
+        prefill = BatchPrefill(self.model, prefix, self.tokenizer.pad_token_id,
+                               self.share_prefix) if self.own_prefill else None
         size = self.batch_size
         if self.settings.batch_size == "auto" and self.placement and not self.placement.cuda:
             per_token = cache_bytes_per_token(self.model.config, self.model.dtype.itemsize)
-            per_prompt = per_token * (len(order[0].ids) + settings.max_new_tokens) if per_token else None
+            stored = len(order[0].ids) - (len(prefix) if prefill and prefill.share_prefix else 0)
+            per_prompt = per_token * (stored + settings.max_new_tokens) if per_token else None
             size = min(size, auto_batch_size(self.placement, per_prompt))  # the cache must fit in memory
-        prefix = shared_prefix([p.ids for p in order]) if self.prefix_caching else []
-        prefill = BatchPrefill(self.model, prefix, self.tokenizer.pad_token_id) if self.own_prefill else None
         if not settings.greedy and settings.seed is not None:
             import transformers
 
@@ -267,9 +272,10 @@ class HFGenerator(Generator):
         else:
             options.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p or 1.0)
         with torch.inference_mode():
-            if cache is not None:
-                new_tokens = generate_in_chunks(self.model, enc, cache, options, settings.max_new_tokens,
-                                                self.stop_ids)
+            if cache is not None and prefill is not None:
+                with prefill.attending():
+                    new_tokens = generate_in_chunks(self.model, enc, cache, options, settings.max_new_tokens,
+                                                    self.stop_ids)
             else:
                 output = self.model.generate(**enc, **options)
                 new_tokens = output[:, enc["input_ids"].shape[1] :].tolist()

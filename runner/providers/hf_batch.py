@@ -4,7 +4,8 @@ Four things make this faster than one ``generate`` call on the padded batch (mea
 2-core CPU with ``benchmarks/bench_local.py``; the figures are in the README):
 
 - the shared prefix (persona and chat header: ~170 of ~200 tokens with the default persona) is computed once per
-  group of requests and copied into each batch;
+  group of requests and copied into each batch, or, with ``share_prefix`` (prefix_attention.py, the CPU), kept
+  once and read by the attention once per batch step;
 - the prompts' own tokens run through the model in groups of similar length, so little arithmetic goes to
   padding (a batch otherwise pads every prompt to its longest);
 - the cache is allocated once for the whole answer and filled in place. transformers' ``DynamicCache``
@@ -12,14 +13,15 @@ Four things make this faster than one ``generate`` call on the padded batch (mea
 - ``generate`` runs in chunks of ``CHUNK_TOKENS`` and answers that have ended leave the batch between chunks
   (otherwise every finished answer keeps being computed, as padding, until the longest one ends).
 
-Each row is laid out ``[shared prefix][left padding][own tokens]``. The padding's keys and values are zeros that
-the attention mask hides, and positions come from the mask as ``generate`` derives them, so the answers are those
-of the plain path. Models whose cache is not plain full attention (sliding windows, linear attention) keep the
-plain path: ``supported`` says which.
+Each row is laid out ``[shared prefix][left padding][own tokens]`` (without the prefix when it is shared). The
+padding's keys and values are zeros that the attention mask hides, and positions come from the mask as
+``generate`` derives them, so the answers are those of the plain path. Models whose cache is not plain full
+attention (sliding windows, linear attention) keep the plain path: ``supported`` says which.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 # Below this many shared tokens, sharing a prefix is not worth it.
@@ -84,9 +86,10 @@ def _preallocated_layer_class() -> type:
     class PreallocatedLayer(DynamicLayer):
         """A full-attention cache layer whose keys and values are views of a buffer sized for the whole answer."""
 
-        def __init__(self, keys: Any, values: Any, length: int) -> None:
+        def __init__(self, keys: Any, values: Any, length: int, offset: int = 0) -> None:
             super().__init__()
             self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
+            self.offset = offset  # tokens before the buffer: a shared prefix that attention adds (prefix_attention.py)
             self._set(keys, values, length)
 
         def _set(self, keys: Any, values: Any, length: int) -> None:
@@ -105,6 +108,10 @@ def _preallocated_layer_class() -> type:
             keys[:, :, start:end], values[:, :, start:end] = key_states, value_states
             self._set(keys, values, end)
             return self.keys, self.values
+
+        def get_seq_length(self) -> int:
+            """Tokens the layer stands for: the shared prefix (if any) and the buffer's filled part."""
+            return self.offset + self._length
 
         def crop(self, tokens_to_remove: int) -> None:
             """Drop the last ``-tokens_to_remove`` tokens (transformers' convention: a negative count)."""
@@ -132,20 +139,31 @@ def _preallocated_layer_class() -> type:
     return PreallocatedLayer
 
 
-def _cache(layers: list[tuple[Any, Any]], length: int) -> Any:
-    """A transformers cache whose layers are the given preallocated (keys, values) buffers, ``length`` filled."""
+def _cache(layers: list[tuple[Any, Any]], length: int, offset: int = 0) -> Any:
+    """A transformers cache whose layers are the given preallocated (keys, values) buffers, ``length`` filled.
+
+    ``offset`` tokens (a shared prefix that ``prefix_attention.attention`` supplies) come before each buffer.
+    """
     from transformers.cache_utils import Cache
 
     layer_class = _preallocated_layer_class()
-    return Cache(layers=[layer_class(keys, values, length) for keys, values in layers])
+    return Cache(layers=[layer_class(keys, values, length, offset) for keys, values in layers])
 
 
 class BatchPrefill:
     """Builds, for one batch, the inputs for ``generate`` and a cache already holding all but their last token."""
 
-    def __init__(self, model: Any, prefix: list[int], pad_id: int) -> None:
+    def __init__(self, model: Any, prefix: list[int], pad_id: int, share_prefix: bool = False) -> None:
         self.model, self.prefix, self.pad_id = model, prefix, pad_id
+        # The model's attention adds the prefix itself (prefix_attention.enable): rows hold only their own tokens.
+        self.share_prefix = share_prefix and bool(prefix)
         self._prefix_kv: list[tuple[Any, Any]] | None = None
+
+    def attending(self) -> AbstractContextManager[None]:
+        """The block to decode in: with a shared prefix, attention reads it from here, once per batch."""
+        from runner.providers.prefix_attention import attending
+
+        return attending(self._prefix_layers()) if self.share_prefix else nullcontext()
 
     def _prefix_layers(self) -> list[tuple[Any, Any]]:
         """The shared prefix's keys and values per layer, each shaped (1, heads, prefix, head_dim); computed once."""
@@ -169,7 +187,8 @@ class BatchPrefill:
 
         inputs = prefixed_inputs(self.prefix, suffixes, self.pad_id, self.model.device)
         size, width, start = len(suffixes), max(len(s) for s in suffixes), len(self.prefix)
-        cached = start + width - 1
+        offset = start if self.share_prefix else 0  # prefix tokens kept out of the rows' buffers
+        cached = start + width - 1 - offset
         rows: dict[int, list[tuple[Any, Any]]] = {}  # first row of a group -> its layers' keys and values
         with torch.inference_mode():
             for group in prefill_groups([len(s) - 1 for s in suffixes]):
@@ -182,8 +201,8 @@ class BatchPrefill:
                 batch_keys = keys.new_empty((*shape, keys.shape[-1]))
                 batch_values = values.new_empty((*shape, values.shape[-1]))
                 for buffer in (batch_keys, batch_values):
-                    buffer[:, :, start:cached].zero_()  # the padding: masked, but must not be NaN
-                if start:
+                    buffer[:, :, start - offset : cached].zero_()  # the padding: masked, but must not be NaN
+                if start and not offset:
                     prefix_keys, prefix_values = self._prefix_layers()[index]
                     batch_keys[:, :, :start], batch_values[:, :, :start] = prefix_keys, prefix_values
                 for first, group_layers in rows.items():
@@ -195,7 +214,7 @@ class BatchPrefill:
                         batch_keys[first + row, :, cached - own : cached] = group_keys[row, :, source]
                         batch_values[first + row, :, cached - own : cached] = group_values[row, :, source]
                 layers.append((batch_keys, batch_values))
-        return inputs, _cache(layers, cached) if layers else None
+        return inputs, _cache(layers, cached, offset) if layers else None
 
     def _template_layers(self, rows: dict[int, list[tuple[Any, Any]]]) -> list[tuple[Any, Any]]:
         """Any per-layer keys and values at hand, for their head count, head size and dtype."""
@@ -210,20 +229,25 @@ class BatchPrefill:
         mask, start = inputs["attention_mask"], len(self.prefix)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, start:]  # as generate derives them from the mask
         width = inputs["input_ids"].shape[1]
+        # With a shared prefix, the group's cache holds only its own tokens and attention adds the prefix; otherwise
+        # the prefix is copied into each row of the group's cache.
+        kept = 0 if self.share_prefix else start
         layers = []
         for keys, values in self._prefix_layers() if start else []:
-            group_keys = keys.new_empty((len(own), keys.shape[1], width, keys.shape[-1]))
-            group_values = values.new_empty((len(own), values.shape[1], width, values.shape[-1]))
-            group_keys[:, :, :start], group_values[:, :, :start] = keys, values
+            group_keys = keys.new_empty((len(own), keys.shape[1], width - start + kept, keys.shape[-1]))
+            group_values = values.new_empty((len(own), values.shape[1], width - start + kept, values.shape[-1]))
+            if kept:
+                group_keys[:, :, :kept], group_values[:, :, :kept] = keys, values
             layers.append((group_keys, group_values))
-        cache = _cache(layers, start) if layers else None
+        cache = _cache(layers, kept, start - kept) if layers else None
         if cache is None:
             from transformers import DynamicCache
 
             cache = DynamicCache(config=self.model.config)
-        self.model.base_model(input_ids=inputs["input_ids"][:, start:], attention_mask=mask, position_ids=positions,
-                              past_key_values=cache, use_cache=True)
-        return [(layer.keys[:, :, start:], layer.values[:, :, start:]) for layer in cache.layers]
+        with self.attending():
+            self.model.base_model(input_ids=inputs["input_ids"][:, start:], attention_mask=mask,
+                                  position_ids=positions, past_key_values=cache, use_cache=True)
+        return [(layer.keys[:, :, kept:], layer.values[:, :, kept:]) for layer in cache.layers]
 
 
 def prefixed_inputs(prefix: list[int], suffixes: list[list[int]], pad_id: int, device: Any) -> dict[str, Any]:

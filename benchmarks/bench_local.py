@@ -2,12 +2,13 @@
 
 (a) the reference tool's way: one ``transformers.pipeline("text-generation")`` call per question;
 (b) this runner's batched path: ``HFGenerator.generate`` (length-sorted batches, shared-prefix and grouped
-prefill, a preallocated cache, chunked decoding that lets finished answers leave the batch).
+prefill, a preallocated cache, chunked decoding that lets finished answers leave the batch, and on the CPU
+attention that reads the shared prefix once and linear layers packed for oneDNN).
 
-Both use the same loaded model (by default the embedded SmolLM2-135M-Instruct, float32), the same questions,
-persona, greedy decoding and ``max_new_tokens``; both count the token ids generated after the prompt, the EOS
-included. Then the peak memory (max RSS) of a default ``python medical_model_runner.py`` run is read from a
-subprocess.
+Both use the same model (by default the embedded SmolLM2-135M-Instruct, float32; the pipeline gets it as
+transformers loads it, without the runner's packing), the same questions, persona, greedy decoding and
+``max_new_tokens``; both count the token ids generated after the prompt, the EOS included.
+Then the peak memory (max RSS) of a default ``python medical_model_runner.py`` run is read from a subprocess.
 
     .venv/bin/python benchmarks/bench_local.py                     # defaults: 64 questions, 128 new tokens
     .venv/bin/python benchmarks/bench_local.py --questions 16 --max-new-tokens 32 --batch-size 8 --skip-rss
@@ -47,11 +48,12 @@ def _prompt_length(tokenizer: Any, messages: list[dict[str, str]]) -> int:
     return len(ids)
 
 
-def bench_reference(generator: Any, persona: str, questions: list[str], max_new_tokens: int) -> tuple[int, float]:
+def bench_reference(model: Any, tokenizer: Any, persona: str, questions: list[str],
+                    max_new_tokens: int) -> tuple[int, float]:
     """One pipeline call per question, as the reference tool does; returns (generated tokens, seconds)."""
     from transformers import pipeline
 
-    pipe = pipeline("text-generation", model=generator.model, tokenizer=generator.tokenizer)
+    pipe = pipeline("text-generation", model=model, tokenizer=tokenizer)
     tokens = 0
     start = time.perf_counter()
     for question in questions:
@@ -59,7 +61,7 @@ def bench_reference(generator: Any, persona: str, questions: list[str], max_new_
         out = pipe(messages, max_new_tokens=max_new_tokens, do_sample=False, return_tensors=True)
         # The whole sequence comes back; what follows the prompt was generated (the EOS included, as the runner
         # counts it). Counting ids, not re-tokenised text, keeps the count exact for any model.
-        tokens += len(out[0]["generated_token_ids"]) - _prompt_length(generator.tokenizer, messages)
+        tokens += len(out[0]["generated_token_ids"]) - _prompt_length(tokenizer, messages)
     return tokens, time.perf_counter() - start
 
 
@@ -114,7 +116,7 @@ def main() -> int:
 
     from runner.catalog import resolve_model
     from runner.personas import DEFAULT_PERSONA, resolve_persona
-    from runner.providers.hf import HFGenerator
+    from runner.providers.hf import HFGenerator, load_model_and_tokenizer
     from runner.settings import GenerationSettings
 
     if args.threads:
@@ -136,7 +138,11 @@ def main() -> int:
           f"loaded in {load_s:.1f} s; torch threads {torch.get_num_threads()}")
     print(f"{len(questions)} questions, max_new_tokens {args.max_new_tokens}, greedy, "
           f"runner batch size {generator.batch_size}")
-    ref_tokens, ref_s = bench_reference(generator, persona, questions, args.max_new_tokens)
+    # The reference tool's model as it loads it: without the runner's CPU packing of linear layers.
+    reference_model = generator.model
+    if any(type(module).__name__ == "PackedLinear" for module in generator.model.modules()):
+        reference_model, _ = load_model_and_tokenizer(spec, GenerationSettings(), pack_linear=False)
+    ref_tokens, ref_s = bench_reference(reference_model, generator.tokenizer, persona, questions, args.max_new_tokens)
     run_tokens, run_s = bench_runner(generator, persona, questions, args.max_new_tokens)
     ref_rate, run_rate = ref_tokens / ref_s, run_tokens / run_s
     print(f"(a) pipeline, one call per question: {ref_tokens} tokens in {ref_s:.1f} s = {ref_rate:.1f} tokens/s")

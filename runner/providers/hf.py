@@ -36,13 +36,15 @@ log = logging.getLogger("runner")
 MIN_PROMPT_ROOM = 16
 
 
-def load_model_and_tokenizer(spec: ModelSpec, settings: GenerationSettings) -> tuple[Any, Any]:
+def load_model_and_tokenizer(spec: ModelSpec, settings: GenerationSettings,
+                              pack_linear: bool = True) -> tuple[Any, Any]:
     """Load a causal LM and its tokenizer for ``spec`` (embedded GGUF, local folder or cached hub id).
 
     The GPU decision comes first: a model that needs CUDA, or asks for 4-/8-bit, raises ModelUnavailable
     on a machine without it before any weight is read. The tokenizer comes back ready for batching: left
-    padding, and a pad token (the EOS token when it has none). ``settings`` is accepted so the signature
-    stays stable as loading options grow; nothing in it changes loading today.
+    padding, and a pad token (the EOS token when it has none). A float32 model on the CPU gets its linear
+    layers packed for oneDNN (packed_linear.py) unless ``pack_linear`` is False. ``settings`` is accepted so
+    the signature stays stable as loading options grow; nothing in it changes loading today.
     """
     placement = plan_placement(spec)
     source = locate_weights(spec)
@@ -78,6 +80,11 @@ def load_model_and_tokenizer(spec: ModelSpec, settings: GenerationSettings) -> t
     except ImportError as exc:  # bitsandbytes, gguf, sentencepiece ...
         raise ModelUnavailable(f"{spec.name}: {exc}") from None
     model.eval()
+    if pack_linear and not placement.cuda and model.dtype == torch.float32:
+        from runner.providers import packed_linear
+
+        packed = packed_linear.pack(model)
+        log.debug("%s: %d linear layers packed for oneDNN", spec.label, packed)
     prepare_tokenizer(tokenizer)
     return model, tokenizer
 

@@ -9,7 +9,8 @@ from runner.providers import packed_linear
 from runner.providers.hf import load_model_and_tokenizer
 from tests.local_models import smollm2
 
-needs_onednn = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN")
+needs_onednn = pytest.mark.skipif(not (torch.backends.mkldnn.is_available() and packed_linear.measured_here()),
+                                  reason="packing is for x86-64 CPUs with a PyTorch built with oneDNN")
 
 
 class Tied(torch.nn.Module):
@@ -65,6 +66,13 @@ def test_a_disagreeing_operator_changes_nothing(monkeypatch: pytest.MonkeyPatch)
         return real(*args) + 1
 
     monkeypatch.setattr(packed_linear, "_linear_op", lambda: off_by_one)
+    model = Tied()
+    assert packed_linear.pack(model) == 0
+    assert type(model.up) is torch.nn.Linear
+
+
+def test_other_cpus_keep_their_linear_layers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("platform.machine", lambda: "arm64")
     model = Tied()
     assert packed_linear.pack(model) == 0
     assert type(model.up) is torch.nn.Linear

@@ -6,8 +6,8 @@ blocked format, once. On the embedded model on a 2-core CPU (``benchmarks/bench_
 ~17% faster with packed layers, most of it in the output layer (576 x 49152): 80-85 GFLOP/s through MKL at 64 rows
 against 135 through oneDNN. The results agree with ``torch.nn.functional.linear`` to float32 rounding (~1e-4).
 
-``pack`` is used only for float32 models on the CPU. It checks the operators on a probe first and leaves the model
-untouched when they are missing (a PyTorch built without oneDNN) or disagree.
+``pack`` is used only for float32 models on an x86-64 CPU (ARM CPUs were not measured). It checks the operators on a
+probe first and leaves the model untouched when they are missing (a PyTorch built without oneDNN) or disagree.
 """
 
 from __future__ import annotations
@@ -22,6 +22,13 @@ log = logging.getLogger("runner")
 PACK_ROWS = 64
 # How far a probe through the packed operator may be from ``torch.nn.functional.linear``.
 PROBE_TOLERANCE = 1e-3
+
+
+def measured_here() -> bool:
+    """Whether this is an x86-64 CPU, where the gain was measured (other CPUs keep ``torch.nn.Linear``)."""
+    import platform
+
+    return platform.machine().lower() in {"x86_64", "amd64"}
 
 
 def _linear_op() -> Any:
@@ -76,7 +83,7 @@ def pack(model: Any, rows: int = PACK_ROWS) -> int:
     targets = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
                if type(child) is torch.nn.Linear and child.weight.dtype == torch.float32
                and child.weight.device.type == "cpu"]
-    if not targets or not torch.backends.mkldnn.is_available():
+    if not targets or not torch.backends.mkldnn.is_available() or not measured_here():
         return 0
     packed_class = _packed_linear_class()
     first_linear = targets[0][2]

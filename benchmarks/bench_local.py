@@ -116,6 +116,7 @@ def main() -> int:
 
     from runner.catalog import resolve_model
     from runner.personas import DEFAULT_PERSONA, resolve_persona
+    from runner.providers import packed_linear
     from runner.providers.hf import HFGenerator, load_model_and_tokenizer
     from runner.settings import GenerationSettings
 
@@ -140,7 +141,7 @@ def main() -> int:
           f"runner batch size {generator.batch_size}")
     # The reference tool's model as it loads it: without the runner's CPU packing of linear layers.
     reference_model = generator.model
-    if any(type(module).__name__ == "PackedLinear" for module in generator.model.modules()):
+    if packed_linear.packed_layers(generator.model):
         reference_model, _ = load_model_and_tokenizer(spec, GenerationSettings(), pack_linear=False)
     ref_tokens, ref_s = bench_reference(reference_model, generator.tokenizer, persona, questions, args.max_new_tokens)
     run_tokens, run_s = bench_runner(generator, persona, questions, args.max_new_tokens)

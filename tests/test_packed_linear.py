@@ -91,10 +91,10 @@ def test_missing_operators_change_nothing(monkeypatch: pytest.MonkeyPatch) -> No
 @needs_onednn
 def test_the_embedded_model_loads_packed_and_its_logits_match_the_plain_model() -> None:
     generator = smollm2()
-    packed = [m for m in generator.model.modules() if type(m).__name__ == "PackedLinear"]
-    assert len(packed) == 30 * 7 + 1  # 30 layers x (q, k, v, o, gate, up, down) + the output layer
+    # 30 layers x (q, k, v, o, gate, up, down) + the output layer
+    assert packed_linear.packed_layers(generator.model) == 30 * 7 + 1
     plain, tokenizer = load_model_and_tokenizer(generator.spec, generator.settings, pack_linear=False)
-    assert not any(type(m).__name__ == "PackedLinear" for m in plain.modules())
+    assert packed_linear.packed_layers(plain) == 0
     ids = tokenizer(["Which drug class do statins belong to?", "What does BRCA1 do?"], padding=True,
                     return_tensors="pt")
     with torch.inference_mode():

@@ -21,6 +21,7 @@ attention (sliding windows, linear attention) keep the plain path: ``supported``
 
 from __future__ import annotations
 
+import functools
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -80,6 +81,7 @@ def supported(model: Any) -> bool:
     return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
 
 
+@functools.cache
 def _preallocated_layer_class() -> type:
     from transformers.cache_utils import DynamicLayer
 

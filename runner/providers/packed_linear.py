@@ -12,7 +12,7 @@ probe first and leaves the model untouched when they are missing (a PyTorch buil
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
 from typing import Any
 
@@ -38,6 +38,7 @@ def _linear_op() -> Any:
     return torch.ops.mkldnn._linear_pointwise
 
 
+@functools.cache
 def _packed_linear_class() -> type:
     import torch
 
@@ -104,12 +105,26 @@ def pack(model: Any, rows: int = PACK_ROWS) -> int:
     return count
 
 
-def _return_freed_memory() -> None:
-    """Hand the freed weights' memory back to the system (glibc keeps it otherwise: ~400 MB for the embedded
-    model, which would count in the run's peak memory). Does nothing where the C library has no ``malloc_trim``."""
+def packed_layers(model: Any) -> int:
+    """How many of ``model``'s layers ``pack`` replaced."""
+    return sum(isinstance(module, _packed_linear_class()) for module in model.modules())
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, or None where the C library has none (macOS, musl) or none is found."""
     import ctypes
     import ctypes.util
 
-    # Not glibc (macOS, musl: no malloc_trim) or no C library found: nothing to do.
-    with contextlib.suppress(OSError, AttributeError, TypeError):
-        ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim  # find_library runs a subprocess: once
+    except (OSError, AttributeError, TypeError):
+        return None
+
+
+def _return_freed_memory() -> None:
+    """Hand the freed weights' memory back to the system (glibc keeps it otherwise: ~400 MB for the embedded
+    model, which would count in the run's peak memory). Does nothing where the C library has no ``malloc_trim``."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

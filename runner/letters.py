@@ -10,8 +10,31 @@ likely to be wrong:
 3. a reply naming the text of exactly one option ("Atorvastatin", "yes");
 4. exactly one distinct letter written as an option marker anywhere ("(C)", "C)").
 
-Anything else — a refusal, a hedge between two options, an empty reply — gives None, which scoring
-counts as wrong and lists with its text.
+A scorer must credit a choice, not a reply that happens to contain a letter. Small models very often just
+repeat the option list, so these replies give None (unparseable, counted wrong):
+
+- an enumeration: option markers for two or more letters at line starts ("A. …\\nB. …", "a)", "(C)",
+  "D:"), the whole list or a cut-off part of it;
+- a cut-off echo: the reply ends with a prefix of the formatted option list ("A. Insulin glargine\\nB",
+  "A. Insu"), whatever comes before it (often the question text). The complete first option alone
+  ("A. Insulin glargine") stays an answer: a model that chose A and stopped writes exactly that, and
+  refusing it would bias scoring against A; so does "Answer:" followed by that one line;
+- a hedge between options: "A or B", "A/B", "either A or C", "A. Peaked T waves or B. U waves",
+  "it could be A or B", "between B and D", "the answer is A or B";
+- a letter followed by another option's text ("A. U waves" when U waves is B): the reply contradicts
+  itself. A letter followed by its own text ("B. Insulin") or by free explanation that names no option
+  ("C. Because it lowers glucose") still counts.
+
+An explicit statement overrides an enumeration or an echo, before or after it, as long as the letter it
+names is not itself an entry of the list: "Answer:\\nA. Insulin glargine\\nB. Metformin" names nothing
+(the "A" is the list's first line), nor does "Answer: A. Insulin glargine\\nB. Metformin" (the list starts
+on the answer's line), but "Answer: C" on its own line before or after the list does. A statement also
+overrides a hedge that comes before it ("A or B? The answer is B."), while a hedge after the last statement
+withdraws it. A quoted example of the answer format ("e.g. 'Answer: A'", which models copy from the
+prompt) is not a statement.
+
+Anything else — a refusal, a hedge, an empty reply — gives None, which scoring counts as wrong and lists
+with its text.
 """
 
 from __future__ import annotations
@@ -25,7 +48,8 @@ _ALONE = r"(?![A-Za-z0-9'])"
 _ANSWER_WORDS = (r"(?:final\s+answer|answer|correct\s+(?:answer|option|choice|response|letter)|"
                  r"best\s+(?:answer|option|choice)|right\s+answer|most\s+likely\s+answer|my\s+(?:answer|choice))")
 _LINKS = r"(?:\s*(?:is|would\s+be|will\s+be|should\s+be|must\s+be|=|:|-|→|->))?\s*:?\s*"
-_HEDGES = r"(?:therefore\s+|probably\s+|most\s+likely\s+|likely\s+|clearly\s+|definitely\s+)?"
+_HEDGES = (r"(?:therefore\s+|probably\s+|most\s+likely\s+|likely\s+|clearly\s+|definitely\s+|indeed\s+|"
+           r"actually\s+|certainly\s+)?")
 _KINDS = r"(?:option\s+|choice\s+|letter\s+)?"
 _EXPLICIT = [
     re.compile(r"\b" + _ANSWER_WORDS + _LINKS + _HEDGES + _KINDS + _LETTER + _ALONE, re.IGNORECASE),
@@ -43,21 +67,50 @@ _EXPLICIT = [
 ]
 # An explicit statement followed by an option's text instead of its letter ("the answer is yes").
 _ANSWER_TEXT = re.compile(r"\b" + _ANSWER_WORDS + _LINKS + _HEDGES + r"(?P<rest>[^\n]{1,200})", re.IGNORECASE)
+# Text ending in an answer statement with no letter yet ("Answer:"), before a line that gives one.
+_ANSWER_CUE_END = re.compile(r"\b" + _ANSWER_WORDS + _LINKS + r"$", re.IGNORECASE)
 _WHOLE = re.compile(r"^\W*(?:option\s+|answer\s*:?\s*)?[\(\[]?([A-Za-z])[\)\]]?\W*$", re.IGNORECASE)
 _LEADING = re.compile(r"^\s*[\(\[]?([A-Z])(?:[\)\]]|[.:]\s|[.:]$|\s+-\s)")
 _MARKER = re.compile(r"(?<![A-Za-z0-9])[\(\[]([A-Za-z])[\)\]]|(?<![A-Za-z0-9(\[])([A-Z])\)")
+# An option marker at the start of a line, the shape of a listed option: "A.", "b)", "(C)", "D:", "- A.".
+_LINE_MARKER = re.compile(r"^[ \t]*(?:[-•+][ \t]*)?[\(\[]?([A-Za-z])(?:[\)\]]|[.:](?=\s|$))", re.MULTILINE)
+# The answer format quoted from the prompt ("e.g. 'Answer: A'"): an example, not an answer.
+_EXAMPLE = re.compile(r"\b(?:e\.g\.|for\s+example|such\s+as)\s*,?\s*['\"‘“][^'\"’”\n]{1,40}['\"’”]", re.IGNORECASE)
+# What may follow a letter before its text: "A. ", "(A) ", "A: ", "A - ".
+_MARK_END = re.compile(r"[ \t]*[\)\]]?[ \t]*(?:[.:)\-–—][ \t]*)?")
+# "or" between two options: "A or B", "A/B", "A vs B", "A, or maybe B".
+_OR = re.compile(r"\s*,?\s*(?:\bor\b|/|\bvs\b\.?|\bversus\b)\s*(?:(?:maybe|perhaps|possibly)\s+)?", re.IGNORECASE)
+_OTHER_LETTER = re.compile(r"(?:[Oo]ption\s+|[Cc]hoice\s+)?[\(\[]?([A-Z])(?![A-Za-z0-9'])")
+# Hedges not tied to a letter the reply starts with: a pair of letters at the very start, after a word of
+# doubt, or "between X and Y". Only capitals count ("could be a or b" is rarely about options).
+_ONE = r"[\(\[]?([A-Z])[\)\]]?(?![A-Za-z0-9'])"
+_PAIR = _ONE + r"(?:\s*/\s*|\s*,?\s+(?i:or|vs\.?|versus)\s+(?i:maybe\s+|perhaps\s+|possibly\s+)?)" + \
+    r"(?i:option\s+|choice\s+)?" + _ONE
+_FILLER = r"\W{0,2}\s*(?i:it(?:'s|\s+is)\s+|(?:the\s+)?(?:answer|options?|choices?)\s+(?:is\s+|would\s+be\s+)?)?"
+# Each with a pattern its matches must contain, cheap to test first: most replies have no hedge word.
+_OR_WORD = re.compile(r"\b(?:or|vs|versus)\b|/", re.IGNORECASE)
+_FREE_HEDGES = [
+    (_OR_WORD, re.compile(r"^\s*(?i:either\s+)?(?i:options?\s+)?" + _PAIR)),
+    (_OR_WORD, re.compile(r"(?i:\b(?:either|whether|could\s+be|might\s+be|may\s+be|maybe|perhaps|possibly|"
+                          r"probably|likely|not\s+sure|unsure|uncertain))" + _FILLER + _PAIR)),
+    (re.compile(r"between", re.IGNORECASE),
+     re.compile(r"(?i:\bbetween)\s+" + _FILLER + _ONE + r"\s+(?i:and)\s+(?i:option\s+|choice\s+)?" + _ONE)),
+]
 _MARKUP = re.compile(r"[*_`#>]+")
+_NON_WORD = re.compile(r"[^\w\s]")
 
 
 def _clean(text: str) -> str:
-    """Drop markdown emphasis and normalise unicode so patterns see plain text."""
+    """Drop markdown emphasis, quoted format examples and odd unicode so patterns see plain text."""
     text = unicodedata.normalize("NFKC", text)
     text = _MARKUP.sub("", text)
+    text = _EXAMPLE.sub(" ", text)
     return text.strip()
 
 
 def _norm(text: str) -> str:
-    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+    """Lower case, punctuation as spaces, single spaces: what option texts are compared on."""
+    return " ".join(_NON_WORD.sub(" ", text.lower()).split())
 
 
 def _valid(letter: str, options: dict[str, str], after: str) -> str | None:
@@ -70,36 +123,151 @@ def _valid(letter: str, options: dict[str, str], after: str) -> str | None:
     return upper
 
 
-def _explicit(text: str, options: dict[str, str]) -> str | None:
-    found: list[tuple[int, str]] = []
+def _option_at_start(said: str, texts: dict[str, str]) -> str | None:
+    """The option whose (normalised) text ``said`` starts with, the longest if several ("no change" over "no").
+
+    Texts shorter than four characters must be the whole of ``said``: "No doubt, ..." does not name "no".
+    """
+    best: str | None = None
+    for letter, text in texts.items():
+        if not text or (best is not None and len(text) <= len(texts[best])):
+            continue
+        if said == text or (len(text) >= 4 and said.startswith(text + " ")):
+            best = letter
+    return best
+
+
+def _committed(text: str, end: int, letter: str, texts: dict[str, str]) -> str | None:
+    """``letter`` unless the words right after it (``text[end:]``) take it back.
+
+    "A. U waves" names another option's text, and "A or B", "A/B", "A. Peaked T waves or B. U waves" add a
+    second option; both leave no single choice. Only the rest of the letter's line is read.
+    """
+    line = text[end:end + 200].split("\n", 1)[0]
+    after = line[_MARK_END.match(line).end():]
+    named = _option_at_start(_norm(after), texts)
+    if named is not None and named != letter:
+        return None
+    hedge = _OR.search(after)
+    if hedge and _norm(after[:hedge.start()]) in ("", texts[letter]):
+        rest = after[hedge.end():]
+        other = _OTHER_LETTER.match(rest)
+        if other and other.group(1) in texts and other.group(1) != letter:
+            return None
+        named = _option_at_start(_norm(rest), texts)
+        if named is not None and named != letter:
+            return None
+    return letter
+
+
+def _names_another(rest: str, letter: str, texts: dict[str, str]) -> bool:
+    """``rest`` (normalised text after option ``letter``'s text) goes on "or <another option's text>"."""
+    if not rest.startswith("or "):
+        return False
+    named = _option_at_start(rest[3:], texts)
+    return named is not None and named != letter
+
+
+def _line_markers(text: str, options: dict[str, str]) -> list[tuple[int, str]]:
+    """(position, letter) of every option marker at a line start, in order."""
+    found = []
+    for match in _LINE_MARKER.finditer(text):
+        letter = match.group(1).upper()
+        if letter in options:
+            found.append((match.start(1), letter))
+    return found
+
+
+def _echo_start(text: str, markers: list[tuple[int, str]], texts: dict[str, str]) -> int:
+    """Where a cut-off echo of the option list begins (the line of its first option), or -1 if none.
+
+    The reply must end inside the formatted list ("A. Insulin glargine\\nB. Metfo"); what came before
+    (usually the question) does not matter. The complete first option alone is an answer, not an echo,
+    when nothing or only "Answer:" comes before it.
+    """
+    first = next(iter(texts))
+    starts = [pos for pos, letter in markers if letter == first]
+    if not starts:
+        return -1
+    line_start = text.rfind("\n", 0, starts[-1]) + 1
+    tail = _norm(text[line_start:])
+    entries = [f"{letter.lower()} {option}".strip() for letter, option in texts.items()]
+    if len(tail) <= len(first) or not " ".join(entries).startswith(tail):
+        return -1
+    if tail == entries[0]:
+        before = text[:line_start].rstrip()
+        if not before or _ANSWER_CUE_END.search(before[-80:]):
+            return -1
+    return line_start
+
+
+def _opens_list(text: str, end: int, letter: str, markers: list[tuple[int, str]],
+                texts: dict[str, str]) -> bool:
+    """"Answer: A. Insulin glargine" whose next line is "B. Metformin": the letter starts an echoed list."""
+    line_end = text.find("\n", end)
+    if line_end < 0 or _norm(text[end:line_end]) != texts[letter]:
+        return False
+    order = list(texts)
+    following = next((other for pos, other in markers if pos > end), None)
+    return following is not None and order.index(following) == order.index(letter) + 1
+
+
+def _statement(text: str, options: dict[str, str], texts: dict[str, str],
+               listed: list[tuple[int, str]]) -> tuple[int, str | None] | None:
+    """The last explicit statement of an answer: (position, letter), the letter None when it takes itself back.
+
+    ``listed`` holds the line markers of an echoed or enumerated option list; a letter that is one of its
+    entries ("Answer:\\nA. Insulin glargine\\nB. ...") states nothing.
+    """
+    entries = {pos for pos, _ in listed}
+    found: list[tuple[int, str | None]] = []
     for pattern in _EXPLICIT:
         for match in pattern.finditer(text):
-            letter = _valid(match.group(1), options, text[match.end(1):])
-            if letter:
-                found.append((match.start(1), letter))
+            start, end = match.start(1), match.end(1)
+            letter = _valid(match.group(1), options, text[end:])
+            if not letter or start in entries or (listed and _opens_list(text, end, letter, listed, texts)):
+                continue
+            found.append((start, _committed(text, end, letter, texts)))
     for match in _ANSWER_TEXT.finditer(text):
         rest = _norm(match.group("rest"))
-        named = [k for k, v in options.items() if _norm(v) and (rest == _norm(v) or rest.startswith(_norm(v) + " "))]
+        named = [k for k, v in texts.items() if v and (rest == v or rest.startswith(v + " "))]
         if len(named) == 1:
-            found.append((match.start("rest"), named[0]))
-    return max(found)[1] if found else None
+            hedged = _names_another(rest[len(texts[named[0]]):].strip(), named[0], texts)
+            found.append((match.start("rest"), None if hedged else named[0]))
+    return max(found, key=lambda item: item[0]) if found else None
 
 
-def _by_option_text(text: str, options: dict[str, str]) -> str | None:
+def _last_hedge(text: str, options: dict[str, str]) -> int:
+    """Where the last hedge between two options starts ("either A or C", "A/B"), or -1 if none."""
+    last = -1
+    for hint, pattern in _FREE_HEDGES:
+        if not hint.search(text):
+            continue
+        for match in pattern.finditer(text):
+            first, second = match.group(1), match.group(2)
+            if first != second and first in options and second in options:
+                last = max(last, match.start(1))
+    return last
+
+
+def _by_option_text(text: str, texts: dict[str, str]) -> str | None:
     said = _norm(text)
     if not said:
         return None
-    texts = {k: _norm(v) for k, v in options.items() if _norm(v)}
-    exact = [k for k, v in texts.items() if said == v]
+    named = {k: v for k, v in texts.items() if v}
+    exact = [k for k, v in named.items() if said == v]
     if len(exact) == 1:
         return exact[0]
-    # The reply opens with an option's text ("Yes, because ..."); the longest such text wins ("no" vs "no change").
-    starts = sorted((k for k, v in texts.items() if said.startswith(v + " ")), key=lambda k: -len(texts[k]))
-    if starts and (len(starts) == 1 or len(texts[starts[0]]) > len(texts[starts[1]])):
-        return starts[0]
+    # The reply opens with an option's text ("Yes, because ..."); the longest such text wins ("no" vs "no change"),
+    # unless it goes on "or <another option>" ("Peaked T waves or U waves").
+    starts = sorted((k for k, v in named.items() if said.startswith(v + " ")), key=lambda k: -len(named[k]))
+    if starts and (len(starts) == 1 or len(named[starts[0]]) > len(named[starts[1]])):
+        choice = starts[0]
+        return None if _names_another(said[len(named[choice]):].strip(), choice, texts) else choice
     # Mentions anywhere count only for texts long enough not to be common words.
-    inside = [k for k, v in texts.items() if len(v) >= 4 and re.search(r"\b" + re.escape(v) + r"\b", said)]
-    inside = [k for k in inside if not any(k != o and texts[k] in texts[o] for o in inside)]
+    padded = f" {said} "
+    inside = [k for k, v in named.items() if len(v) >= 4 and f" {v} " in padded]
+    inside = [k for k in inside if not any(k != o and named[k] in named[o] for o in inside)]
     return inside[0] if len(inside) == 1 else None
 
 
@@ -126,10 +294,22 @@ def extract_letter(text: str | None, options: dict[str, str]) -> str | None:
     whole = _WHOLE.match(cleaned)
     if whole and (letter := _valid(whole.group(1), options, "")):
         return letter
-    letter = _explicit(cleaned, options)
-    if letter:
-        return letter
+    texts = {k: _norm(v) for k, v in options.items()}
+    markers = _line_markers(cleaned, options)
+    enumerated = len({letter for _, letter in markers}) >= 2
+    echo = _echo_start(cleaned, markers, texts)
+    # The entries of the list, which an explicit statement must not be read from.
+    listed = markers if enumerated else [m for m in markers if echo >= 0 and m[0] >= echo]
+    statement = _statement(cleaned, options, texts, listed)
+    if statement is None and listed:
+        return None
+    hedge = _last_hedge(cleaned, options)
+    if statement is not None and statement[0] > hedge:
+        return statement[1]
+    if listed or hedge >= 0:
+        return None
     leading = _LEADING.match(cleaned)
     if leading and leading.group(1) in options:
-        return leading.group(1)
-    return _by_option_text(cleaned, options) or _by_markers(cleaned, options)
+        # The letter is final even when taken back: "A. U waves" must not fall through to option B's text.
+        return _committed(cleaned, leading.end(1), leading.group(1), texts)
+    return _by_option_text(cleaned, texts) or _by_markers(cleaned, options)

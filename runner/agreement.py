@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from runner.compare import DEFAULT_OUTPUT_DIR, Answer, label_order, load_answers, persona_order
+from runner.compare import DEFAULT_OUTPUT_DIR, Answer, choose_set, label_order, load_answers, persona_order
 from runner.errors import UsageError
 
 DEFAULT_ENCODER = "all-minilm-l6-v2"
@@ -167,9 +167,14 @@ def open_encoder(name: str = DEFAULT_ENCODER) -> Iterator[EmbedFn]:
 
 def measure_agreement(output_dir: str | Path = DEFAULT_OUTPUT_DIR, encoder: str = DEFAULT_ENCODER, *,
                       models: Sequence[str] | None = None, personas: Sequence[str] | None = None,
-                      by: str | None = None, embed: EmbedFn | None = None) -> Agreement:
-    """Agreement of the saved answers under ``output_dir``, embedded with ``encoder`` (or a given ``embed``)."""
-    answers = load_answers(output_dir, models, personas)
+                      by: str | None = None, embed: EmbedFn | None = None,
+                      question_set: str | None = None) -> Agreement:
+    """Agreement of one question set's saved answers, embedded with ``encoder`` (or a given ``embed``).
+
+    ``question_set`` None: the only set, or the latest run's.
+    """
+    question_set, _ = choose_set(output_dir, question_set)
+    answers = load_answers(output_dir, models, personas, question_set)
     labels = label_order(output_dir, answers, models)
     personas_shown = persona_order(answers, personas)
     chosen = by or ("persona" if len(labels) == 1 and len(personas_shown) > 1 else "model")

@@ -66,10 +66,20 @@ def add_output_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", metavar="DIR", help="root of the saved answers (default: outputs)")
 
 
+def add_set_and_tag(parser: argparse.ArgumentParser) -> None:
+    """``--set`` and ``--tag`` for the commands that answer questions."""
+    parser.add_argument("--set", dest="question_set", metavar="NAME",
+                        help="question set the answers belong to (default: named after the questions file)")
+    parser.add_argument("--tag", metavar="NAME",
+                        help="save these answers as a named variant, beside answers made with other settings")
+
+
 def add_filters(parser: argparse.ArgumentParser) -> None:
     """``--models`` and ``--persona`` as filters (for the read-only views)."""
     parser.add_argument("--models", type=_csv, metavar="A,B", help="only these models (names, aliases or slugs)")
     parser.add_argument("--persona", type=_csv, metavar="A,B", help="only these personas")
+    parser.add_argument("--set", dest="question_set", metavar="NAME",
+                        help="the question set (default: the only one, or the latest run's; score: all)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,6 +116,7 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system-prompt", metavar="TEXT", help="an inline system prompt (saved as persona 'custom')")
     p.add_argument("--config", metavar="FILE", help="TOML file with settings and models; flags override it")
     add_output_dir(p)
+    add_set_and_tag(p)
     g = p.add_argument_group("generation settings")
     g.add_argument("--max-new-tokens", type=int, metavar="N", help="most tokens per answer (default 512)")
     g.add_argument("--temperature", type=float, metavar="T", help="0 = greedy and deterministic (default 0)")
@@ -121,7 +132,8 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
     h.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="weights dtype for hf: models")
     h.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="allow a model's own code from the hub to run (off by default)")
-    p.add_argument("--force", action="store_true", help="answer again even what is already saved")
+    p.add_argument("--force", action="store_true",
+                   help="answer again what is already saved, replacing it (also answers made with other settings)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -189,7 +201,7 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     report = run(questions, entries, personas, settings,
                  output_dir=args.output_dir or config.output_dir, force=args.force or config.force,
                  progress=not args.no_progress and not os.environ.get("NO_PROGRESS"),
-                 questions_path=questions_path, argv=argv)
+                 questions_path=questions_path, argv=argv, question_set=args.question_set, tag=args.tag)
     print_summary(report)
     return report.exit_status
 

@@ -6,6 +6,8 @@ return plain dataclasses (and ``answers_table`` plain dicts) so notebooks can us
     from runner.compare import question_answers, answers_table
     qa = question_answers(3, "outputs")          # question 3, every model x persona
     rows = answers_table("outputs")              # one dict per answer (pandas.DataFrame(rows))
+
+Views show one question set at a time (``question_set``; by default the only one, or the latest run's).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from runner.errors import UsageError
-from runner.store import Store
+from runner.letters import extract_letter
+from runner.store import Store, legacy_set_name
 
 DEFAULT_OUTPUT_DIR = "outputs"
 
@@ -29,9 +32,11 @@ class Answer:
 
     n: int
     model: str  # canonical provider:model-id
-    label: str  # display name: the catalog alias when there is one
+    label: str  # display name: the catalog alias when there is one, ``@tag`` for a named variant
     persona: str
     question: str
+    set_name: str = ""
+    tag: str | None = None
     text: str = ""
     error: str | None = None
     prompt_tokens: int | None = None
@@ -41,22 +46,40 @@ class Answer:
     run_id: str | None = None
     time: str | None = None
     question_differs: bool = False  # answered another question text saved under the same number
+    chosen: str | None = None  # multiple-choice answers: the letter extracted (None: unparseable)
+    correct: bool | None = None  # multiple-choice answers: whether ``chosen`` is the right letter
 
     @property
     def ok(self) -> bool:
         """True when the model produced an answer (no error)."""
         return not self.error
 
+    @property
+    def verdict(self) -> str | None:
+        """For a multiple-choice answer: ``right``, ``wrong`` or ``unparseable``; None otherwise."""
+        if self.correct is None:
+            return None
+        if self.chosen is None:
+            return "unparseable"
+        return "right" if self.correct else "wrong"
+
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Answer:
-        """Build an Answer from a store record."""
+        """Build an Answer from a store record (multiple-choice answers get their letter and verdict)."""
         model = str(record.get("model") or record.get("slug") or "?")
-        return cls(n=int(record["n"]), model=model, label=str(record.get("alias") or model),
-                   persona=str(record.get("persona") or "?"), question=str(record.get("question") or ""),
-                   text=str(record.get("text") or ""), error=record.get("error") or None,
-                   prompt_tokens=record.get("prompt_tokens"), completion_tokens=record.get("completion_tokens"),
-                   latency_s=record.get("latency_s"), finish_reason=record.get("finish_reason"),
-                   run_id=record.get("run_id"), time=record.get("time"))
+        tag = record.get("tag") or None
+        label = str(record.get("alias") or model) + (f"@{tag}" if tag else "")
+        answer = cls(n=int(record["n"]), model=model, label=label, persona=str(record.get("persona") or "?"),
+                     question=str(record.get("question") or ""), set_name=str(record.get("set") or ""), tag=tag,
+                     text=str(record.get("text") or ""), error=record.get("error") or None,
+                     prompt_tokens=record.get("prompt_tokens"), completion_tokens=record.get("completion_tokens"),
+                     latency_s=record.get("latency_s"), finish_reason=record.get("finish_reason"),
+                     run_id=record.get("run_id"), time=record.get("time"))
+        options, right = record.get("options"), record.get("answer")
+        if answer.ok and isinstance(options, dict) and options and right:
+            answer.chosen = extract_letter(answer.text, options)
+            answer.correct = answer.chosen == right
+        return answer
 
 
 @dataclass
@@ -65,6 +88,7 @@ class QuestionAnswers:
 
     n: int
     question: str
+    set_name: str = ""
     question_id: str | None = None
     context: str | None = None
     options: dict[str, str] | None = None
@@ -74,6 +98,12 @@ class QuestionAnswers:
     models: list[str] = field(default_factory=list)  # labels, in display order
     personas: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def disagreement(self) -> bool:
+        """For a multiple-choice question: True when some answer is wrong or unparseable, or two chose differently."""
+        verdicts = [a for a in self.answers if a.verdict is not None]
+        return any(a.verdict != "right" for a in verdicts) or len({a.chosen for a in verdicts}) > 1
 
     def get(self, label: str, persona: str) -> Answer | None:
         """The answer of model ``label`` under ``persona``, or None when it has none."""
@@ -92,23 +122,79 @@ class QuestionAnswers:
 def _resolve_aliases(name: str) -> set[str]:
     """Every spelling under which a model filter may match a record: as given, canonical name, alias, slug."""
     names = {name}
+    base, _, tag = name.partition("@")
     try:
         from runner.catalog import resolve_model
 
-        spec = resolve_model(name)
-        names.update(x for x in (spec.name, spec.alias, spec.slug) if x)
+        spec = resolve_model(base)
+        names.update(x + (f"@{tag}" if tag else "") for x in (spec.name, spec.alias, spec.slug) if x)
     except (UsageError, ValueError):  # a slug or an unknown spelling is still a valid filter
         pass
     return names
 
 
-def load_records(output_dir: str | Path = DEFAULT_OUTPUT_DIR) -> list[dict[str, Any]]:
-    """Every saved record under ``output_dir`` (answers and embeddings); a missing folder is an error."""
+def record_names(record: dict[str, Any]) -> set[str]:
+    """Every name a model filter may use for a record: model, alias, slug, each also as ``name@tag``.
+
+    A plain name matches every variant of the model; ``name@tag`` matches one.
+    """
+    names = {str(record[k]) for k in ("model", "alias", "slug", "model_id") if record.get(k)}
+    if record.get("tag"):
+        names |= {f"{name}@{record['tag']}" for name in names}
+    return names
+
+
+def load_records(output_dir: str | Path = DEFAULT_OUTPUT_DIR, question_set: str | None = None) -> list[dict[str, Any]]:
+    """Every saved record under ``output_dir`` (of one question set, or all); a missing folder is an error."""
     root = Path(output_dir)
     if not root.is_dir():
         raise UsageError(f"output folder {root} does not exist; run some questions first "
                          "(or point --output-dir at the folder holding the answers)")
-    return [r for r in Store(root).iter_records() if isinstance(r, dict) and isinstance(r.get("n"), int)]
+    return list(Store(root).iter_records(question_set))
+
+
+def question_sets(output_dir: str | Path = DEFAULT_OUTPUT_DIR) -> list[dict[str, Any]]:
+    """The question sets saved under ``output_dir``: name, questions, answers, and where the questions came from."""
+    store = Store(output_dir)
+    sets: dict[str, dict[str, Any]] = {}
+    for record in store.iter_records():
+        row = sets.setdefault(record["set"], {"name": record["set"], "questions": set(), "answers": 0,
+                                              "source": None})
+        row["questions"].add(record["n"])
+        row["answers"] += 1
+    for name, row in sets.items():
+        info = store.questions_set(name).info() or {}
+        row["questions"], row["source"] = len(row["questions"]), info.get("source")
+    return [sets[name] for name in sorted(sets)]
+
+
+def choose_set(output_dir: str | Path, question_set: str | None) -> tuple[str, str | None]:
+    """The question set a view shows, and a note when it was chosen among several.
+
+    Named: it must exist. Not named: the only set, else the set of the latest run (with a note naming the others).
+    """
+    if not Path(output_dir).is_dir():
+        raise UsageError(f"output folder {output_dir} does not exist; run some questions first "
+                         "(or point --output-dir at the folder holding the answers)")
+    names = Store(output_dir).set_names()
+    if question_set is not None:
+        if question_set not in names:
+            raise UsageError(f"no question set {question_set!r} under {output_dir}; saved sets: "
+                             f"{', '.join(names) or '(none)'}")
+        return question_set, None
+    if not names:
+        raise UsageError(f"no saved answers under {output_dir}; run some questions first")
+    if len(names) == 1:
+        return names[0], None
+    latest = next((_manifest_set(m) for m in reversed(Store(output_dir).manifests()) if _manifest_set(m) in names),
+                  names[0])
+    others = ", ".join(n for n in names if n != latest)
+    return latest, (f"showing question set {latest!r} (the latest run's); also saved: {others} "
+                    "(choose with --set NAME)")
+
+
+def _manifest_set(manifest: dict[str, Any]) -> str:
+    return str(manifest.get("set") or legacy_set_name(manifest))
 
 
 def model_order(output_dir: str | Path, labels: Iterable[str]) -> list[str]:
@@ -123,24 +209,24 @@ def model_order(output_dir: str | Path, labels: Iterable[str]) -> list[str]:
 
 
 def load_answers(output_dir: str | Path = DEFAULT_OUTPUT_DIR, models: Sequence[str] | None = None,
-                 personas: Sequence[str] | None = None) -> list[Answer]:
-    """Every saved answer of a generative model, filtered by model and persona.
+                 personas: Sequence[str] | None = None, question_set: str | None = None) -> list[Answer]:
+    """Every saved answer of a generative model in one question set (all sets when None), filtered.
 
     Raises UsageError when the folder holds no answers, or when a filter matches nothing (naming what exists).
     """
-    records = [r for r in load_records(output_dir) if r.get("kind", "generator") == "generator"]
+    records = [r for r in load_records(output_dir, question_set) if r.get("kind", "generator") == "generator"]
     if not records:
-        raise UsageError(f"no saved answers under {output_dir}; run some questions first")
+        where = f"question set {question_set!r} in {output_dir}" if question_set else str(output_dir)
+        raise UsageError(f"no saved answers under {where}; run some questions first")
     answers = [Answer.from_record(r) for r in records]
     if models:
         wanted = [_resolve_aliases(m) for m in models]
         for name, spellings in zip(models, wanted, strict=True):
-            if not any({r.get("model"), r.get("alias"), r.get("slug")} & spellings for r in records):
+            if not any(record_names(r) & spellings for r in records):
                 known = ", ".join(model_order(output_dir, {a.label for a in answers}))
                 raise UsageError(f"no saved answers from model {name!r} under {output_dir}; saved models: {known}")
         keep = set().union(*wanted)
-        answers = [a for a, r in zip(answers, records, strict=True)
-                   if {r.get("model"), r.get("alias"), r.get("slug")} & keep]
+        answers = [a for a, r in zip(answers, records, strict=True) if record_names(r) & keep]
     if personas:
         saved = sorted({a.persona for a in answers})
         for name in personas:
@@ -194,10 +280,12 @@ def _question_view(n: int, answers: list[Answer], labels: list[str], personas: l
     return view
 
 
-def _fill_question_details(views: list[QuestionAnswers], output_dir: str | Path) -> None:
+def _fill_question_details(views: list[QuestionAnswers], output_dir: str | Path, question_set: str) -> None:
     """Options, the correct letter, id, context and task come from the records themselves."""
     wanted = {(v.n, v.question): v for v in views}
-    for record in load_records(output_dir):
+    for view in views:
+        view.set_name = question_set
+    for record in load_records(output_dir, question_set):
         view = wanted.get((record["n"], record.get("question")))
         if view is not None and view.question_id is None:
             view.question_id = record.get("question_id")
@@ -209,18 +297,27 @@ def _fill_question_details(views: list[QuestionAnswers], output_dir: str | Path)
 
 
 def all_questions(output_dir: str | Path = DEFAULT_OUTPUT_DIR, models: Sequence[str] | None = None,
-                  personas: Sequence[str] | None = None) -> list[QuestionAnswers]:
-    """Every question with saved answers, each with its grid of answers (models x personas)."""
-    answers = load_answers(output_dir, models, personas)
+                  personas: Sequence[str] | None = None, question_set: str | None = None) -> list[QuestionAnswers]:
+    """Every question of one set with saved answers, each with its grid of answers (models x personas).
+
+    ``question_set`` None: the only set, or the latest run's (see ``choose_set``).
+    """
+    question_set, _ = choose_set(output_dir, question_set)
+    answers = load_answers(output_dir, models, personas, question_set)
     views = group_questions(answers, label_order(output_dir, answers, models), persona_order(answers, personas))
-    _fill_question_details(views, output_dir)
+    _fill_question_details(views, output_dir, question_set)
     return views
 
 
 def label_order(output_dir: str | Path, answers: Sequence[Answer], models: Sequence[str] | None = None) -> list[str]:
-    """The model labels of ``answers`` in display order: as the user named them, else as the runs listed them."""
+    """The model labels of ``answers`` in display order: as the user named them, else as the runs listed them.
+
+    A model's named variants (``label@tag``) follow its untagged answers.
+    """
     if not models:
-        return model_order(output_dir, {a.label for a in answers})
+        base = model_order(output_dir, {a.label.partition("@")[0] for a in answers})
+        return sorted({a.label for a in answers},
+                      key=lambda label: (base.index(label.partition("@")[0]), "@" in label, label))
     out: list[str] = []
     for name in models:
         spellings = _resolve_aliases(name)
@@ -237,29 +334,35 @@ def persona_order(answers: Sequence[Answer], personas: Sequence[str] | None = No
 
 
 def question_answers(n: int, output_dir: str | Path = DEFAULT_OUTPUT_DIR, models: Sequence[str] | None = None,
-                     personas: Sequence[str] | None = None) -> QuestionAnswers:
-    """Question ``n`` with every selected model's answer under every selected persona.
+                     personas: Sequence[str] | None = None, question_set: str | None = None) -> QuestionAnswers:
+    """Question ``n`` of one set with every selected model's answer under every selected persona.
 
     Raises UsageError when no answer to question ``n`` is saved (naming the numbers that are).
     """
-    views = {v.n: v for v in all_questions(output_dir, models, personas)}
+    views = {v.n: v for v in all_questions(output_dir, models, personas, question_set)}
     if n not in views:
         numbers = sorted(views)
         shown = ", ".join(map(str, numbers[:20])) + (", ..." if len(numbers) > 20 else "")
-        raise UsageError(f"question {n} has no saved answers under {output_dir}; saved questions: {shown}")
+        where = next(iter(views.values())).set_name if views else question_set
+        raise UsageError(f"question {n} has no saved answers in question set {where!r} under {output_dir}; "
+                         f"saved questions: {shown}")
     return views[n]
 
 
 def answers_table(output_dir: str | Path = DEFAULT_OUTPUT_DIR, models: Sequence[str] | None = None,
-                  personas: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """One flat dict per saved answer (n, model, label, persona, text, error, tokens, latency, ...)."""
-    return [asdict(a) for a in load_answers(output_dir, models, personas)]
+                  personas: Sequence[str] | None = None, question_set: str | None = None) -> list[dict[str, Any]]:
+    """One flat dict per saved answer (set, n, model, label, persona, text, error, tokens, chosen, correct, ...).
+
+    Every set unless ``question_set`` names one.
+    """
+    return [asdict(a) for a in load_answers(output_dir, models, personas, question_set)]
 
 
-def encoder_summary(output_dir: str | Path = DEFAULT_OUTPUT_DIR) -> list[dict[str, Any]]:
+def encoder_summary(output_dir: str | Path = DEFAULT_OUTPUT_DIR,
+                    question_set: str | None = None) -> list[dict[str, Any]]:
     """The encoder (embedding) models in the store: model, persona, vectors saved, failures, dimension."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
-    for record in load_records(output_dir):
+    for record in load_records(output_dir, question_set):
         if record.get("kind") != "embedder":
             continue
         label = str(record.get("alias") or record.get("model"))
@@ -274,8 +377,8 @@ def encoder_summary(output_dir: str | Path = DEFAULT_OUTPUT_DIR) -> list[dict[st
 
 
 def compare_responses(n: int, output_dir: str | Path = DEFAULT_OUTPUT_DIR, models: Sequence[str] | None = None,
-                      personas: Sequence[str] | None = None, *, width: int | None = None, stacked: bool = False,
-                      file: TextIO | None = None) -> QuestionAnswers:
+                      personas: Sequence[str] | None = None, *, question_set: str | None = None,
+                      width: int | None = None, stacked: bool = False, file: TextIO | None = None) -> QuestionAnswers:
     """Print question ``n`` and every model's saved answer side by side; return the data shown.
 
     The Python counterpart of ``medical_model_runner.py compare N``.
@@ -283,6 +386,6 @@ def compare_responses(n: int, output_dir: str | Path = DEFAULT_OUTPUT_DIR, model
     from runner.terminal import render_question, terminal_width, use_color
 
     stream = file or sys.stdout
-    view = question_answers(n, output_dir, models, personas)
+    view = question_answers(n, output_dir, models, personas, question_set)
     print(render_question(view, width or terminal_width(), stacked=stacked, color=use_color(stream)), file=stream)
     return view

@@ -7,7 +7,7 @@ import json
 import sys
 
 from runner.cli import add_filters, add_output_dir
-from runner.compare import DEFAULT_OUTPUT_DIR, all_questions, question_answers
+from runner.compare import DEFAULT_OUTPUT_DIR, all_questions, choose_set, question_answers
 from runner.errors import UsageError
 
 
@@ -34,6 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="also show how similar the answers are (cosine similarity of their embeddings)")
     parser.add_argument("--encoder", metavar="NAME", default=None,
                         help="encoder model for --agreement (default: all-minilm-l6-v2, embedded)")
+    parser.add_argument("--only-wrong", action="store_true",
+                        help="list only multiple-choice questions where an answer is wrong or the models disagree")
     parser.add_argument("--json", action="store_true", help="print the data shown as JSON instead")
 
 
@@ -49,15 +51,19 @@ def execute(args: argparse.Namespace) -> int:
     output_dir = args.output_dir or DEFAULT_OUTPUT_DIR
     width = args.width or terminal_width()
     color = use_color(sys.stdout) and not args.json
+    question_set, note = choose_set(output_dir, args.question_set)
+    if note and not args.json:
+        print(f"note: {note}", file=sys.stderr)
     if args.n is None and not args.agreement:
-        return _list_questions(output_dir, args, width)
-    view = question_answers(args.n, output_dir, args.models, args.persona) if args.n is not None else None
+        return _list_questions(output_dir, args, width, question_set)
+    view = (question_answers(args.n, output_dir, args.models, args.persona, question_set)
+            if args.n is not None else None)
     agreement = None
     if args.agreement:
         from runner.agreement import DEFAULT_ENCODER, measure_agreement
 
-        agreement = measure_agreement(output_dir, args.encoder or DEFAULT_ENCODER,
-                                      models=args.models, personas=args.persona)
+        agreement = measure_agreement(output_dir, args.encoder or DEFAULT_ENCODER, models=args.models,
+                                      personas=args.persona, question_set=question_set)
     if args.json:
         data = {"question": view.to_dict() if view else None, "agreement": agreement.to_dict() if agreement else None}
         if agreement and args.n is not None:
@@ -73,22 +79,37 @@ def execute(args: argparse.Namespace) -> int:
     return 0
 
 
-def _list_questions(output_dir: str, args: argparse.Namespace, width: int) -> int:
+def _list_questions(output_dir: str, args: argparse.Namespace, width: int, question_set: str) -> int:
+    from runner.compare import question_sets
     from runner.terminal import clip, sanitize, wrap
 
-    views = all_questions(output_dir, args.models, args.persona)
+    views = all_questions(output_dir, args.models, args.persona, question_set)
+    if args.only_wrong:
+        views = [v for v in views if v.disagreement]
     if args.json:
-        print(json.dumps([{"n": v.n, "question": v.question, "answers": len(v.answers)} for v in views],
+        print(json.dumps([{"set": v.set_name, "n": v.n, "question": v.question, "answers": len(v.answers),
+                           "right": sum(a.verdict == "right" for a in v.answers)} for v in views],
                          ensure_ascii=False, indent=1))
         return 0
+    sets = question_sets(output_dir)
+    if len(sets) > 1:
+        print("Question sets: " + ", ".join(f"{s['name']} ({s['questions']} questions)" for s in sets))
+    print(f"Question set {question_set!r}:")
     for v in views:
         failed = sum(1 for a in v.answers if not a.ok)
         status = f"{len(v.answers) - failed}/{len(v.answers)} answered"
+        graded = [a for a in v.answers if a.verdict is not None]
+        if graded:
+            status += f", {sum(a.verdict == 'right' for a in graded)}/{len(graded)} right"
         prefix, suffix = f"{v.n:>4}  ", f"  ({status})"
         room = max(10, width - len(prefix) - len(suffix))
         print(prefix + clip(" ".join(sanitize(v.question).split()), room) + suffix)
-    print("\n" + "\n".join(wrap(f"Show one: compare N (e.g. compare {views[0].n}); how much the models agree: "
-                               "compare --agreement", width)))
+    if not views:
+        print("  (no question where the models disagree or got it wrong)")
+    hint = f"compare N --set {question_set}" if len(sets) > 1 else "compare N"
+    example = f" (e.g. {hint.replace('N', str(views[0].n), 1)})" if views else ""
+    print("\n" + "\n".join(wrap(f"Show one: {hint}{example}; how much the models agree: compare --agreement",
+                               width)))
     return 0
 
 

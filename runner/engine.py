@@ -30,7 +30,8 @@ from runner.questions import Question, format_user_message, load_questions
 from runner.records import make_record
 from runner.secrets import redact
 from runner.settings import GenerationSettings, ModelEntry
-from runner.store import Store
+from runner.store import SetRef, SetStore, Store, check_tag, model_folder
+from runner.variants import CHANGED, SAME, VARIANT, Conflict, differences, format_conflicts, saved_state
 
 log = logging.getLogger("runner")
 
@@ -45,6 +46,8 @@ class ModelSummary:
     answered: int = 0
     skipped: int = 0
     failed: int = 0
+    replaced: int = 0  # saved answers this run answered anew (--force, or the question changed)
+    changed: int = 0  # of those, answers to a question whose text changed since
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
@@ -58,6 +61,8 @@ class RunReport:
 
     run_id: str
     output_dir: Path
+    set_name: str = ""
+    tag: str | None = None
     summaries: list[ModelSummary] = field(default_factory=list)
     manifest_path: Path | None = None
     interrupted: bool = False
@@ -75,6 +80,18 @@ class _Work:
     key: str
 
 
+@dataclass
+class _Plan:
+    """One model's work in one set: what is left to answer, the per-persona counts, and variants it would replace."""
+
+    spec: ModelSpec
+    space: SetStore
+    folder: str
+    pending: list[_Work]
+    summaries: dict[str, ModelSummary]
+    conflicts: list[Conflict] = field(default_factory=list)
+
+
 def run(
     questions: Sequence[Question] | str | Path,
     models: Sequence[str | ModelEntry | ModelSpec] = DEFAULT_MODELS,
@@ -85,8 +102,15 @@ def run(
     progress: bool = True,
     questions_path: str | Path | None = None,
     argv: Sequence[str] | None = None,
+    question_set: SetRef | str | None = None,
+    tag: str | None = None,
 ) -> RunReport:
-    """Answer every question with every model under every persona; save as they arrive."""
+    """Answer every question with every model under every persona; save as they arrive.
+
+    Answers go to the question set ``question_set`` (default: named after ``questions_path``) and, with ``tag``,
+    into a named variant. A run that would replace answers made with another persona text or other settings
+    stops before writing anything (UsageError naming what differs) unless ``force`` is given.
+    """
     settings = settings or GenerationSettings()
     if isinstance(questions, (str, Path)):
         questions_path = questions
@@ -96,21 +120,28 @@ def run(
     if not specs:
         raise UsageError("no models selected")
     _check_unique_slugs(specs)
+    ref = question_set if isinstance(question_set, SetRef) else SetRef.for_path(questions_path, question_set)
+    check_tag(tag)
     store = Store(output_dir)
-    report = RunReport(run_id=new_run_id(), output_dir=Path(output_dir))
+    space = store.questions_set(ref.name)
+    report = RunReport(run_id=new_run_id(), output_dir=Path(output_dir), set_name=ref.name, tag=tag)
     with store.lock():
+        space.claim(ref)
+        plans = [_plan(spec, questions, personas, settings, space, tag, force) for spec in specs]
+        conflicts = [c for plan in plans for c in plan.conflicts]
+        if conflicts and not force:
+            raise UsageError(format_conflicts(conflicts, output_dir))
         started = time.time()
         manifest = build_manifest(report.run_id, questions, questions_path, specs, personas, settings, argv)
+        manifest.update(set=ref.name, tag=tag)
         report.manifest_path = store.write_manifest(report.run_id, manifest)
         try:
-            local = [s for s in specs if not is_concurrent(s)]
-            for spec in local:
-                report.summaries.extend(_run_local_model(spec, questions, personas, settings, store, force,
-                                                         progress, report.run_id))
-            remote = [s for s in specs if is_concurrent(s)]
+            for plan in plans:
+                if not is_concurrent(plan.spec):
+                    report.summaries.extend(_run_local_model(plan, personas, settings, progress, report.run_id))
+            remote = [plan for plan in plans if is_concurrent(plan.spec)]
             if remote:
-                report.summaries.extend(asyncio.run(_run_remote_models(remote, questions, personas, settings,
-                                                                       store, force, progress, report.run_id)))
+                report.summaries.extend(asyncio.run(_run_remote_models(remote, settings, progress, report.run_id)))
         except KeyboardInterrupt:
             report.interrupted = True
             raise
@@ -134,19 +165,35 @@ def _check_unique_slugs(specs: list[ModelSpec]) -> None:
 
 
 def _plan(spec: ModelSpec, questions: Sequence[Question], personas: Sequence[Persona],
-          settings: GenerationSettings, store: Store, force: bool) -> tuple[list[_Work], dict[str, ModelSummary]]:
-    """Work still to do for one model, and a summary per persona with the skips counted."""
-    pending: list[_Work] = []
-    summaries = {p.name: ModelSummary(model=spec.name, label=spec.label, persona=p.name) for p in personas}
+          settings: GenerationSettings, space: SetStore, tag: str | None, force: bool) -> _Plan:
+    """Work still to do for one model, the skips and replacements counted, and the variants it would replace."""
+    folder = model_folder(spec.slug, tag)
+    plan = _Plan(spec, space, folder, [], {p.name: ModelSummary(model=spec.name, label=_label(spec, tag),
+                                                                 persona=p.name) for p in personas})
     for persona in personas:
-        store.model_dir(persona.name, spec.slug)  # refuses unsafe names before any work
+        space.model_dir(persona.name, folder)  # refuses unsafe names before any work
+        summary = plan.summaries[persona.name]
+        conflict = Conflict(space.name, persona.name, summary.label, folder)
         for q in questions:
             key = answer_key(q, persona, spec, settings)
-            if not force and store.is_done(persona.name, spec.slug, q.n, key):
-                summaries[persona.name].skipped += 1
-            else:
-                pending.append(_Work(persona, q, key))
-    return pending, summaries
+            record = space.load_record(persona.name, folder, q.n)
+            state = saved_state(record, key, q)
+            if state == SAME and not force:
+                summary.skipped += 1
+                continue
+            if state == VARIANT:
+                conflict.count += 1
+                conflict.what.update(["; ".join(differences(record or {}, persona, spec, settings))])
+            summary.replaced += state in (SAME, VARIANT, CHANGED)
+            summary.changed += state == CHANGED
+            plan.pending.append(_Work(persona, q, key))
+        if conflict.count:
+            plan.conflicts.append(conflict)
+    return plan
+
+
+def _label(spec: ModelSpec, tag: str | None) -> str:
+    return f"{spec.label}@{tag}" if tag else spec.label
 
 
 def _open_provider(spec: ModelSpec, settings: GenerationSettings, pending: list[_Work],
@@ -183,33 +230,36 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
 
 def _report_skips(spec: ModelSpec, summaries: dict[str, ModelSummary]) -> None:
     skipped = sum(s.skipped for s in summaries.values())
+    changed = sum(s.changed for s in summaries.values())
+    label = next(iter(summaries.values())).label if summaries else spec.label
     if skipped:
-        log.info("%s: %d answer(s) already saved, skipped (use --force to answer again)", spec.label, skipped)
+        log.info("%s: %d answer(s) already saved, skipped (use --force to answer again)", label, skipped)
+    if changed:
+        log.info("%s: %d question(s) changed since their answers were saved; answering them anew", label, changed)
 
 
 class _Saver:
     """Turns each result into a record on disk and updates the summary and progress bar."""
 
-    def __init__(self, spec: ModelSpec, settings: GenerationSettings, store: Store, run_id: str,
-                 summaries: dict[str, ModelSummary], bar: Any) -> None:
-        self.spec, self.settings, self.store, self.run_id = spec, settings, store, run_id
-        self.summaries, self.bar = summaries, bar
+    def __init__(self, plan: _Plan, settings: GenerationSettings, run_id: str, bar: Any) -> None:
+        self.plan, self.spec, self.settings, self.run_id, self.bar = plan, plan.spec, settings, run_id, bar
+        self.tag = plan.folder.partition("@")[2] or None
 
     def __call__(self, work: _Work, result: Result, embedding: list[float] | None = None) -> None:
         if result.error:
             result.error = redact(result.error)
         record = make_record(work.question, work.persona, self.spec, self.settings, result, work.key,
-                             self.run_id, embedding)
+                             self.run_id, embedding, set_name=self.plan.space.name, tag=self.tag)
         body = _embedding_body(embedding) if embedding is not None else result.text
-        self.store.save(work.persona.name, self.spec.slug, work.question.n, record, body)
-        summary = self.summaries[work.persona.name]
+        self.plan.space.save(work.persona.name, self.plan.folder, work.question.n, record, body)
+        summary = self.plan.summaries[work.persona.name]
         if result.ok:
             summary.answered += 1
             summary.prompt_tokens += result.prompt_tokens or 0
             summary.completion_tokens += result.completion_tokens or 0
         else:
             summary.failed += 1
-            log.warning("%s [%s] question %d failed: %s", self.spec.label, work.persona.name, work.question.n,
+            log.warning("%s [%s] question %d failed: %s", summary.label, work.persona.name, work.question.n,
                         result.error)
         summary.seconds += result.latency_s
         cost = self.spec.estimate_cost(summary.prompt_tokens, summary.completion_tokens)
@@ -223,20 +273,19 @@ def _embedding_body(vector: list[float]) -> str:
     return json.dumps([round(float(x), 7) for x in vector]) + "\n"
 
 
-def _run_local_model(spec: ModelSpec, questions: Sequence[Question], personas: Sequence[Persona],
-                     settings: GenerationSettings, store: Store, force: bool, progress: bool,
+def _run_local_model(plan: _Plan, personas: Sequence[Persona], settings: GenerationSettings, progress: bool,
                      run_id: str) -> list[ModelSummary]:
-    pending, summaries = _plan(spec, questions, personas, settings, store, force)
+    spec, pending, summaries = plan.spec, plan.pending, plan.summaries
     provider = _open_provider(spec, settings, pending, summaries)
     if provider is None:
         return list(summaries.values())
-    bar = _progress(len(pending), spec.label, progress)
-    saver = _Saver(spec, settings, store, run_id, summaries, bar)
+    bar = _progress(len(pending), next(iter(summaries.values())).label, progress)
+    saver = _Saver(plan, settings, run_id, bar)
     try:
         if isinstance(provider, Embedder):
             _embed_all(provider, pending, saver)
             for persona in personas:
-                store.write_embedding_matrix(persona.name, spec.slug)
+                plan.space.write_embedding_matrix(persona.name, plan.folder)
         else:
             _generate_all(provider, pending, settings, saver)
     finally:
@@ -332,24 +381,21 @@ async def _answer(provider: Generator, request: Request, settings: GenerationSet
     raise AssertionError("unreachable")
 
 
-async def _run_remote_models(specs: list[ModelSpec], questions: Sequence[Question], personas: Sequence[Persona],
-                             settings: GenerationSettings, store: Store, force: bool, progress: bool,
+async def _run_remote_models(plans: list[_Plan], settings: GenerationSettings, progress: bool,
                              run_id: str) -> list[ModelSummary]:
-    groups = await asyncio.gather(*(_run_remote_model(s, questions, personas, settings, store, force, progress,
-                                                      run_id) for s in specs))
+    groups = await asyncio.gather(*(_run_remote_model(plan, settings, progress, run_id) for plan in plans))
     return [s for group in groups for s in group]
 
 
-async def _run_remote_model(spec: ModelSpec, questions: Sequence[Question], personas: Sequence[Persona],
-                            settings: GenerationSettings, store: Store, force: bool, progress: bool,
+async def _run_remote_model(plan: _Plan, settings: GenerationSettings, progress: bool,
                             run_id: str) -> list[ModelSummary]:
-    pending, summaries = _plan(spec, questions, personas, settings, store, force)
+    spec, pending, summaries = plan.spec, plan.pending, plan.summaries
     provider = _open_provider(spec, settings, pending, summaries)
     if provider is None:
         return list(summaries.values())
     assert isinstance(provider, Generator)
-    bar = _progress(len(pending), spec.label, progress)
-    saver = _Saver(spec, settings, store, run_id, summaries, bar)
+    bar = _progress(len(pending), next(iter(summaries.values())).label, progress)
+    saver = _Saver(plan, settings, run_id, bar)
     semaphore = asyncio.Semaphore(settings.concurrency)
 
     async def one(work: _Work) -> None:

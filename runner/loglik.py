@@ -255,31 +255,69 @@ def make_loglik_record(q: Question, score: QuestionScore, spec: Any, settings: A
     return record, body
 
 
-def score_and_save(spec: Any, questions: Sequence[Question], settings: Any, store: Any, run_id: str,
-                   fewshot: Sequence[Question] = (), force: bool = False, chunk: int = 64) -> dict[str, Any]:
-    """Score the questions not yet saved for this model and save each result; returns counts.
+@dataclass
+class LoglikPlan:
+    """One model's log-likelihood work in one question set: what is left, what is saved, what would be replaced."""
+
+    spec: Any
+    space: Any
+    folder: str
+    label: str
+    pending: list[tuple[Question, str]]
+    skipped: int
+    conflict: Any
+
+
+def plan_loglik(spec: Any, questions: Sequence[Question], fewshot: Sequence[Question], space: Any,
+                tag: str | None = None, force: bool = False) -> LoglikPlan:
+    """What is left to score for one model in one set; results made with other examples or options are conflicts."""
+    from runner.store import model_folder
+    from runner.variants import SAME, VARIANT, Conflict, differences, saved_state
+
+    persona, folder = loglik_persona(len(fewshot)), model_folder(spec.slug, tag)
+    label = f"{spec.label}@{tag}" if tag else spec.label
+    space.model_dir(persona.name, folder)  # refuses unsafe names before any work
+    conflict = Conflict(space.name, persona.name, label, folder)
+    pending, skipped = [], 0
+    for q in questions:
+        key = loglik_key(q, spec, fewshot)
+        record = space.load_record(persona.name, folder, q.n)
+        state = saved_state(record, key, q)
+        if state == SAME and not force:
+            skipped += 1
+            continue
+        if state == VARIANT:
+            conflict.count += 1
+            conflict.what.update(["; ".join(differences(record or {}, None, spec, None))])
+        pending.append((q, key))
+    return LoglikPlan(spec, space, folder, label, pending, skipped, conflict)
+
+
+def score_and_save(plan: LoglikPlan, settings: Any, run_id: str, fewshot: Sequence[Question] = (),
+                   chunk: int = 64) -> dict[str, Any]:
+    """Score the questions a plan left to do and save each result; returns counts.
 
     The model loads only when something is left to score, and is released at the end.
     """
     from runner.devices import free_accelerator_memory
     from runner.providers.hf import load_model_and_tokenizer
 
-    persona = loglik_persona(len(fewshot))
-    todo = [(q, loglik_key(q, spec, fewshot)) for q in questions]
-    pending = [(q, k) for q, k in todo if force or not store.is_done(persona.name, spec.slug, q.n, k)]
-    counts = {"model": spec.name, "persona": persona.name, "scored": 0, "skipped": len(todo) - len(pending)}
-    if not pending:
+    spec, persona = plan.spec, loglik_persona(len(fewshot))
+    tag = plan.folder.partition("@")[2] or None
+    counts = {"model": spec.name, "set": plan.space.name, "persona": persona.name, "scored": 0,
+              "skipped": plan.skipped}
+    if not plan.pending:
         return counts
-    store.model_dir(persona.name, spec.slug)
     model, tokenizer = load_model_and_tokenizer(spec, settings)
     batch_size = settings.batch_size if isinstance(settings.batch_size, int) else 8
     try:
-        for start in range(0, len(pending), chunk):
-            part = pending[start:start + chunk]
+        for start in range(0, len(plan.pending), chunk):
+            part = plan.pending[start:start + chunk]
             scores = score_questions(model, tokenizer, [q for q, _ in part], fewshot, batch_size=batch_size)
             for (q, key), score in zip(part, scores, strict=True):
                 record, body = make_loglik_record(q, score, spec, settings, key, run_id, len(fewshot))
-                store.save(persona.name, spec.slug, q.n, record, body)
+                record.update(set=plan.space.name, tag=tag)
+                plan.space.save(persona.name, plan.folder, q.n, record, body)
                 counts["scored"] += 1
     finally:
         del model

@@ -25,8 +25,10 @@ PACKAGES = ("medical-model-runner", "torch", "transformers", "accelerate", "bits
 
 
 def new_run_id() -> str:
-    """A sortable, unique run id: UTC time plus a random suffix."""
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    """A sortable, unique run id: UTC time (to the millisecond, so runs in one second keep their order) and a
+    random suffix."""
+    now = datetime.now(UTC)
+    return now.strftime("%Y%m%dT%H%M%S") + f".{now.microsecond // 1000:03d}Z-" + secrets.token_hex(3)
 
 
 @functools.cache

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from runner.cli import add_filters, add_output_dir
-from runner.compare import DEFAULT_OUTPUT_DIR
+from runner.compare import DEFAULT_OUTPUT_DIR, choose_set
 from runner.errors import UsageError
 
 
@@ -30,13 +31,16 @@ def execute(args: argparse.Namespace) -> int:
     if args.encoder and not args.agreement:
         raise UsageError("--encoder is used with --agreement")
     output_dir = args.output_dir or DEFAULT_OUTPUT_DIR
+    question_set, note = choose_set(output_dir, args.question_set)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     agreement = None
     if args.agreement:
         from runner.agreement import DEFAULT_ENCODER, measure_agreement
 
-        agreement = measure_agreement(output_dir, args.encoder or DEFAULT_ENCODER,
-                                      models=args.models, personas=args.persona)
+        agreement = measure_agreement(output_dir, args.encoder or DEFAULT_ENCODER, models=args.models,
+                                      personas=args.persona, question_set=question_set)
     path = write_report(output_dir, args.out, models=args.models, personas=args.persona, agreement=agreement,
-                        title=args.title)
+                        title=args.title, question_set=question_set)
     print(f"Report written to {path} (open it in a browser: {path.resolve().as_uri()})")
     return 0

@@ -19,6 +19,7 @@ from typing import Any
 from runner.cli import _batch_size, add_filters, add_output_dir
 from runner.errors import ModelUnavailable, RunnerError, UsageError
 from runner.questions import Question
+from runner.store import SetRef
 
 log = logging.getLogger("runner")
 EXAM_PERSONA = "medical-exam"
@@ -54,47 +55,62 @@ def configure(parser: argparse.ArgumentParser) -> None:
     gen.add_argument("--max-new-tokens", type=int, metavar="N", help="most tokens per free-text answer (default 512)")
     gen.add_argument("--batch-size", type=_batch_size, metavar="N|auto", help="local models: prompts per batch")
     gen.add_argument("--concurrency", type=int, metavar="N", help="API models: requests in flight")
-    gen.add_argument("--force", action="store_true", help="answer again what is already saved")
+    gen.add_argument("--tag", metavar="NAME",
+                     help="save these answers as a named variant, beside answers made with other settings")
+    gen.add_argument("--force", action="store_true",
+                     help="answer again what is already saved, replacing it (also answers made with other settings)")
     gen.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def execute(args: argparse.Namespace) -> int:
     """Answer what is missing (when asked), score the store, write the outputs; returns the exit status."""
-    from runner.scoring import collect_scores, render_markdown, write_outputs
-    from runner.store import Store
+    from runner.scoring import collect_scores, render_markdown, truncation_warnings, write_outputs
+    from runner.store import Store, check_tag
 
     output_dir = Path(args.output_dir or "outputs")
     if args.num_fewshot < 0:
         raise UsageError("--num-fewshot must be 0 or more")
     if args.limit is not None and args.limit < 1:
         raise UsageError("--limit must be a positive number")
-    questions, source = _question_set(args)
+    check_tag(args.tag)
+    sources = _question_sets(args)
     fewshot = _fewshot_examples(args) if args.num_fewshot else []
     status = 0
-    if questions is not None and not args.models:
+    if sources is not None and not args.models:
         raise UsageError("--models is needed to answer the questions (or leave out the question source to score "
                          "what is saved)")
     if args.scoring == "loglik" and args.models:
-        status = _run_loglik(args, questions, fewshot, output_dir)
-    elif questions is not None:
+        status = _run_loglik(args, sources, fewshot, output_dir)
+    elif sources is not None:
         if fewshot:
-            questions = [_with_examples(q, fewshot) for q in questions]
-        status = _run_generate(args, questions, source, output_dir)
-    personas = set(args.persona) if args.persona else ({EXAM_PERSONA} if questions is not None else None)
-    wanted = {(q.n, q.question) for q in questions} if questions is not None else None
+            sources = [(_fewshot_set(ref, len(fewshot), args), [_with_examples(q, fewshot) for q in questions])
+                       for ref, questions in sources]
+        status = _run_generate(args, sources, output_dir)
+    personas = set(args.persona) if args.persona else ({EXAM_PERSONA} if sources is not None else None)
+    wanted = {(ref.name, q.n, q.question) for ref, qs in sources for q in qs} if sources is not None else None
+    sets = {args.question_set} if args.question_set and sources is None else None
+    if sets and args.question_set not in Store(output_dir).set_names():
+        raise UsageError(f"no question set {args.question_set!r} under {output_dir}; saved sets: "
+                         f"{', '.join(Store(output_dir).set_names()) or '(none)'}")
     scores = collect_scores(Store(output_dir).iter_records(), models=_model_names(args.models),
-                            personas=personas, questions=wanted)
+                            personas=personas, questions=wanted, sets=sets)
     paths = write_outputs(scores, output_dir)
     print(render_markdown(scores), end="")
+    for warning in truncation_warnings(scores):
+        log.warning("warning: %s", warning)
     print(f"Scores: {paths['json']}; leaderboard: {paths['markdown']}"
           + (f"; chart: {paths['chart']}" if paths["chart"] else ""))
     return status
 
 
-def _question_set(args: argparse.Namespace) -> tuple[list[Question] | None, str | None]:
-    """The multiple-choice questions named on the command line (numbered across sources), or None."""
+QuestionSets = list[tuple["SetRef", list[Question]]]
+
+
+def _question_sets(args: argparse.Namespace) -> QuestionSets | None:
+    """The multiple-choice question sets named on the command line (one per file or dataset), or None."""
     from runner.datasets_io import load_benchmark, load_hub_dataset
     from runner.questions import load_questions
+    from runner.store import SetRef, set_name_for
 
     chosen = [flag for flag, value in (("--questions", args.questions), ("--data", args.data),
                                        ("--dataset", args.dataset)) if value]
@@ -105,15 +121,25 @@ def _question_set(args: argparse.Namespace) -> tuple[list[Question] | None, str 
         questions = [q for q in loaded if q.is_multiple_choice]
         if not questions:
             raise UsageError(f"{args.questions}: no multiple-choice questions (with options and answer)")
-        return questions, args.questions
+        return [(SetRef.for_path(args.questions, args.question_set), questions)]
     if args.data:
-        questions = []
-        for path in args.data:
-            questions += load_benchmark(path, args.format, args.task, args.limit, start=len(questions) + 1)
-        return questions, args.data[0] if len(args.data) == 1 else None
+        if args.question_set and len(args.data) > 1:
+            raise UsageError("--set names one question set; give it with a single --data file")
+        return [(SetRef.for_path(path, args.question_set), load_benchmark(path, args.format, args.task, args.limit))
+                for path in args.data]
     if args.dataset:
-        return load_hub_dataset(args.dataset, args.format, args.split, args.subset, args.task, args.limit), None
-    return None, None
+        ref = SetRef(name=args.question_set or set_name_for(args.dataset.rstrip("/").replace("/", "_")),
+                     source=f"dataset:{args.dataset}:{args.subset or ''}:{args.split or ''}",
+                     explicit=bool(args.question_set))
+        return [(ref, load_hub_dataset(args.dataset, args.format, args.split, args.subset, args.task, args.limit))]
+    return None
+
+
+def _fewshot_set(ref: SetRef, k: int, args: argparse.Namespace) -> SetRef:
+    """Questions with K examples in front are another question set (``<set>-<K>shot``) unless --set names one."""
+    import dataclasses as dc
+
+    return ref if args.question_set else dc.replace(ref, name=f"{ref.name}-{k}shot")
 
 
 def _fewshot_examples(args: argparse.Namespace) -> list[Question]:
@@ -152,23 +178,28 @@ def _settings(args: argparse.Namespace) -> Any:
                                                  "batch_size": args.batch_size, "concurrency": args.concurrency})
 
 
-def _run_generate(args: argparse.Namespace, questions: list[Question], source: str | None, output_dir: Path) -> int:
+def _run_generate(args: argparse.Namespace, sources: QuestionSets, output_dir: Path) -> int:
     from runner.engine import run
     from runner.summary import print_summary
 
-    report = run(questions, args.models, args.persona or [EXAM_PERSONA], _settings(args), output_dir=output_dir,
-                 force=args.force, progress=_progress(args), questions_path=source,
-                 argv=["score", *sys.argv[2:]])
-    print_summary(report, sys.stderr)
-    return report.exit_status
+    status = 0
+    for ref, questions in sources:
+        report = run(questions, args.models, args.persona or [EXAM_PERSONA], _settings(args), output_dir=output_dir,
+                     force=args.force, progress=_progress(args), questions_path=ref.source if ref.source and
+                     not ref.source.startswith("dataset:") else None, argv=["score", *sys.argv[2:]],
+                     question_set=ref, tag=args.tag)
+        print_summary(report, sys.stderr)
+        status = max(status, report.exit_status)
+    return status
 
 
-def _run_loglik(args: argparse.Namespace, questions: list[Question] | None, fewshot: list[Question],
+def _run_loglik(args: argparse.Namespace, sources: QuestionSets | None, fewshot: list[Question],
                 output_dir: Path) -> int:
     from runner.catalog import resolve_model
-    from runner.loglik import loglik_persona, score_and_save
+    from runner.loglik import loglik_persona, plan_loglik, score_and_save
     from runner.manifest import build_manifest, new_run_id
     from runner.store import Store
+    from runner.variants import format_conflicts
 
     specs = [resolve_model(name) for name in args.models]
     wrong = [s.label for s in specs if s.provider != "hf"]
@@ -176,44 +207,54 @@ def _run_loglik(args: argparse.Namespace, questions: list[Question] | None, fews
         raise UsageError(f"--scoring loglik needs local hf: models (it reads the model's probabilities); "
                          f"not: {', '.join(wrong)}. Score API models with --scoring generate")
     store = Store(output_dir)
-    if questions is None:
-        questions = questions_in_store(store)
-        if not questions:
-            raise UsageError(f"no multiple-choice questions in {output_dir}; give --questions, --data or --dataset")
     settings, status, run_id = _settings(args), 0, new_run_id()
     with store.lock():
-        manifest = build_manifest(run_id, questions, args.questions, specs, [loglik_persona(len(fewshot))],
-                                  settings, ["score", *sys.argv[2:]])
-        manifest["method"] = "loglik"
+        if sources is None:
+            sources = questions_in_store(store, args.question_set)
+            if not sources:
+                raise UsageError(f"no multiple-choice questions in {output_dir}; give --questions, --data or --dataset")
+        plans = []
+        for ref, questions in sources:
+            space = store.questions_set(ref.name)
+            space.claim(ref)
+            plans += [plan_loglik(spec, questions, fewshot, space, args.tag, args.force) for spec in specs]
+        conflicts = [p.conflict for p in plans if p.conflict.count]
+        if conflicts and not args.force:
+            raise UsageError(format_conflicts(conflicts, output_dir))
+        manifest = build_manifest(run_id, [q for _, qs in sources for q in qs], args.questions, specs,
+                                  [loglik_persona(len(fewshot))], settings, ["score", *sys.argv[2:]])
+        manifest.update(method="loglik", sets=[ref.name for ref, _ in sources], tag=args.tag)
         summaries = []
-        for spec in specs:
+        for plan in plans:
             try:
-                summaries.append(score_and_save(spec, questions, settings, store, run_id, fewshot, args.force))
-                log.info("%s: %d question(s) scored by log-likelihood, %d already saved", spec.label,
-                         summaries[-1]["scored"], summaries[-1]["skipped"])
+                summaries.append(score_and_save(plan, settings, run_id, fewshot))
+                log.info("%s [%s]: %d question(s) scored by log-likelihood, %d already saved", plan.label,
+                         plan.space.name, summaries[-1]["scored"], summaries[-1]["skipped"])
             except (ModelUnavailable, RunnerError, OSError) as exc:
-                log.error("%s: cannot score by log-likelihood: %s", spec.label, exc)
-                summaries.append({"model": spec.name, "error": str(exc)})
+                log.error("%s: cannot score by log-likelihood: %s", plan.label, exc)
+                summaries.append({"model": plan.spec.name, "set": plan.space.name, "error": str(exc)})
                 status = 1
         manifest.update(status="finished", summary=summaries)
         store.write_manifest(run_id, manifest)
     return status
 
 
-def questions_in_store(store: Any) -> list[Question]:
-    """The multiple-choice questions found in the store's answers, one per question number."""
-    found: dict[int, Question] = {}
-    for record in store.iter_records():
+def questions_in_store(store: Any, question_set: str | None = None) -> QuestionSets:
+    """The multiple-choice questions found in the store's answers, per question set, one per question number."""
+    found: dict[str, dict[int, Question]] = {}
+    for record in store.iter_records(question_set):
         n, options, answer = record.get("n"), record.get("options"), record.get("answer")
         if not isinstance(n, int) or not options or not answer or record.get("kind") == "loglik":
             continue
         q = Question(n=n, question=record.get("question") or "", id=record.get("question_id"), options=options,
                      answer=answer, context=record.get("context"), task=record.get("task"))
-        if n in found and found[n].content_hash() != q.content_hash():
-            log.warning("question %d differs between saved answers; scoring the first one found", n)
+        in_set = found.setdefault(record["set"], {})
+        if n in in_set and in_set[n].content_hash() != q.content_hash():
+            log.warning("question %d of set %s differs between saved answers; scoring the first one found",
+                        n, record["set"])
             continue
-        found.setdefault(n, q)
-    return [found[n] for n in sorted(found)]
+        in_set.setdefault(n, q)
+    return [(SetRef(name), [qs[n] for n in sorted(qs)]) for name, qs in sorted(found.items())]
 
 
 def _model_names(models: list[str] | None) -> set[str] | None:

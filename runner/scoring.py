@@ -48,15 +48,16 @@ def canonical_task(task: str | None) -> str:
 
 
 def task_title(task: str) -> str:
-    """A column heading for a task."""
-    return dict(LEADERBOARD_TASKS).get(task, task)
+    """A column heading for a task (``medqa_4options (medqa_dev)`` keeps its set in brackets)."""
+    name, _, rest = task.partition(" (")
+    return dict(LEADERBOARD_TASKS).get(name, name) + (f" ({rest}" if rest else "")
 
 
 def task_order(tasks: Iterable[str]) -> list[str]:
     """Leaderboard tasks first, in the leaderboard's order, then any others alphabetically."""
     present = set(tasks)
-    known = [key for key, _ in LEADERBOARD_TASKS if key in present]
-    return known + sorted(present - set(known))
+    rank = {key: i for i, (key, _) in enumerate(LEADERBOARD_TASKS)}
+    return sorted(present, key=lambda t: (rank.get(t.partition(" (")[0], len(rank)), t))
 
 
 def mean_stderr(values: Sequence[float]) -> float | None:
@@ -79,11 +80,14 @@ class TaskScore:
     persona: str
     method: str
     task: str
+    set_name: str = ""
+    tag: str | None = None
     n: int = 0
     correct: int = 0
     accuracy: float | None = None
     stderr: float | None = None
     failed: int = 0
+    truncated: int = 0  # free-text answers cut off by the token limit
     unparseable: list[dict[str, Any]] = field(default_factory=list)
     acc_norm: float | None = None
     acc_norm_stderr: float | None = None
@@ -111,19 +115,23 @@ def record_method(record: dict[str, Any]) -> str | None:
 def _matches(record: dict[str, Any], names: set[str] | None) -> bool:
     if names is None:
         return True
-    return bool({str(record.get(k)) for k in ("model", "alias", "slug", "model_id")} & names)
+    from runner.compare import record_names
+
+    return bool(record_names(record) & names)
 
 
 def collect_scores(records: Iterable[dict[str, Any]], models: set[str] | None = None,
                    personas: set[str] | None = None, methods: set[str] | None = None,
-                   questions: set[tuple[int, str]] | None = None) -> list[TaskScore]:
-    """Group the multiple-choice records and score each group.
+                   questions: set[tuple[str, int, str]] | None = None,
+                   sets: set[str] | None = None) -> list[TaskScore]:
+    """Group the multiple-choice records and score each group (model and variant, persona, method, set, task).
 
-    ``models`` holds accepted names, aliases or slugs; ``personas`` applies to free-text answers only;
-    ``questions`` (n, question text) pairs limit the scores to one question set.
+    ``models`` holds accepted names, aliases or slugs (``name@tag`` for one variant); ``personas`` applies to
+    free-text answers only; ``sets`` keeps some question sets; ``questions`` (set, n, question text) triples
+    limit the scores to the questions just answered.
     """
-    groups: dict[tuple[str, str, str, str], TaskScore] = {}
-    values: dict[tuple[str, str, str, str], tuple[list[float], list[float]]] = {}
+    groups: dict[tuple[str, ...], TaskScore] = {}
+    values: dict[tuple[str, ...], tuple[list[float], list[float]]] = {}
     for record in records:
         method = record_method(record)
         options, answer = record.get("options"), record.get("answer")
@@ -134,18 +142,23 @@ def collect_scores(records: Iterable[dict[str, Any]], models: set[str] | None = 
             continue
         if personas and method == "generate" and record.get("persona") not in personas:
             continue
-        if questions is not None and (record.get("n"), record.get("question")) not in questions:
+        set_name = str(record.get("set") or "")
+        if sets is not None and set_name not in sets:
             continue
-        task = canonical_task(record.get("task"))
-        key = (str(record.get("model")), str(record.get("persona")), method, task)
+        if questions is not None and (set_name, record.get("n"), record.get("question")) not in questions:
+            continue
+        task, tag = canonical_task(record.get("task")), record.get("tag") or None
+        key = (str(record.get("model")), tag or "", str(record.get("persona")), method, set_name, task)
         score = groups.get(key)
         if score is None:
-            score = groups[key] = TaskScore(model=key[0], label=record.get("alias") or key[0],
-                                            slug=str(record.get("slug")), persona=key[1], method=method, task=task)
+            label = str(record.get("alias") or key[0]) + (f"@{tag}" if tag else "")
+            score = groups[key] = TaskScore(model=key[0], label=label, slug=str(record.get("slug")), persona=key[2],
+                                            method=method, task=task, set_name=set_name, tag=tag)
             values[key] = ([], [])
         if record.get("error"):
             score.failed += 1
             continue
+        score.truncated += method == "generate" and record.get("finish_reason") == "length"
         acc, norm = values[key]
         if method == "loglik":
             info = record.get("loglik") or {}
@@ -165,7 +178,27 @@ def collect_scores(records: Iterable[dict[str, Any]], models: set[str] | None = 
         score.stderr = mean_stderr(acc)
         if score.method == "loglik" and norm:
             score.acc_norm, score.acc_norm_stderr = sum(norm) / len(norm), mean_stderr(norm)
-    return sorted(groups.values(), key=lambda s: (s.label, s.persona, s.method, task_order([s.task])))
+    return sorted(groups.values(), key=lambda s: (s.label, s.persona, s.method, s.set_name, task_order([s.task])))
+
+
+def column_of(score: TaskScore, scores: Sequence[TaskScore]) -> str:
+    """The leaderboard column of a score: its task, or ``task (set)`` when one task was scored in several sets."""
+    sets = {s.set_name for s in scores if s.task == score.task and s.accuracy is not None}
+    return score.task if len(sets) <= 1 else f"{score.task} ({score.set_name})"
+
+
+def truncation_warnings(scores: Sequence[TaskScore]) -> list[str]:
+    """One warning per model and persona whose free-text answers mostly ended at the token limit."""
+    totals: dict[tuple[str, str], list[int]] = {}
+    for s in scores:
+        if s.method == "generate":
+            row = totals.setdefault((s.label, s.persona), [0, 0])
+            row[0] += s.truncated
+            row[1] += s.n
+    return [f"{label} [{persona}]: {cut} of {n} answers were cut off by the token limit, so many may never "
+            "state a letter; answer again with a larger --max-new-tokens (e.g. --max-new-tokens 512 --force), "
+            "or score local models with --scoring loglik"
+            for (label, persona), (cut, n) in totals.items() if n and cut * 2 > n]
 
 
 @dataclass
@@ -193,14 +226,14 @@ def leaderboard(scores: Sequence[TaskScore]) -> tuple[list[str], list[BoardRow]]
     The average is the unweighted mean of the task accuracies, as the leaderboard's; a row missing some of
     the table's tasks is averaged over the tasks it has and marked incomplete.
     """
-    columns = task_order(s.task for s in scores if s.accuracy is not None)
-    rows: dict[tuple[str, str, str], BoardRow] = {}
+    columns = task_order(column_of(s, scores) for s in scores if s.accuracy is not None)
+    rows: dict[tuple[str, str, str, str], BoardRow] = {}
     for s in scores:
         if s.accuracy is None:
             continue
-        row = rows.setdefault((s.model, s.persona, s.method),
+        row = rows.setdefault((s.model, s.tag or "", s.persona, s.method),
                               BoardRow(s.label, s.model, s.persona, s.method, {}, None, False))
-        row.tasks[s.task] = s
+        row.tasks[column_of(s, scores)] = s
     for row in rows.values():
         accs = [t.accuracy for t in row.tasks.values() if t.accuracy is not None]
         row.average = sum(accs) / len(accs) if accs else None
@@ -233,11 +266,21 @@ def render_markdown(scores: Sequence[TaskScore]) -> str:
               "† averaged over the tasks that row has.",
               "Rows named after a persona score free-text answers (letter extracted; unparseable = wrong); "
               "log-likelihood rows use the lm-evaluation-harness method (acc)."]
+    loglik = [s for s in scores if s.method == "loglik" and s.accuracy is not None]
+    if loglik:
+        lines += ["", "## Log-likelihood scores: acc and acc_norm", "",
+                  "| Model | Task | Questions | acc | acc_norm |", "| --- | --- | ---: | ---: | ---: |"]
+        lines += [f"| {s.label} ({s.persona}) | {task_title(column_of(s, scores))} | {s.n} | "
+                  f"{_pct(s.accuracy, s.stderr)} | {_pct(s.acc_norm, s.acc_norm_stderr)} |" for s in loglik]
+    warnings = truncation_warnings(scores)
+    if warnings:
+        lines += ["", "## Warnings", "", *(f"- {w}" for w in warnings)]
     bad = [s for s in scores if s.unparseable or s.failed]
     if bad:
         lines += ["", "## Unparseable and failed answers", ""]
         for s in bad:
-            lines.append(f"- {s.label} [{s.persona}] {task_title(s.task)}: {len(s.unparseable)} unparseable"
+            where = task_title(column_of(s, scores))
+            lines.append(f"- {s.label} [{s.persona}] {where}: {len(s.unparseable)} unparseable"
                          + (f", {s.failed} failed (not counted; run again to retry)" if s.failed else ""))
             for item in s.unparseable[:20]:
                 text = " ".join(item["text"].split())

@@ -25,7 +25,14 @@ def format_summary(report: RunReport) -> str:
     if errors:
         out += "\n\nNot run:\n" + "\n".join(f"  {e}" for e in errors)
     failed = sum(s.failed for s in report.summaries)
-    out += f"\n\nAnswers saved under {report.output_dir}/<persona>/<model>/; run manifest: {report.manifest_path}"
+    replaced = sum(s.replaced for s in report.summaries)
+    changed = sum(s.changed for s in report.summaries)
+    folder = "<model>" + (f"@{report.tag}" if report.tag else "")
+    out += (f"\n\nAnswers saved under {report.output_dir}/{report.set_name}/<persona>/{folder}/ (question set "
+            f"{report.set_name!r}); run manifest: {report.manifest_path}")
+    if replaced:
+        why = f" ({changed} because the question changed)" if changed else ""
+        out += f"\nReplaced {replaced} saved answer(s){why}."
     if failed:
         out += f"\n{failed} answer(s) failed; run the same command again to retry only those."
     return out

@@ -99,6 +99,10 @@ class Style:
         """Red text (failures)."""
         return self._wrap("31", text)
 
+    def green(self, text: str) -> str:
+        """Green text (a right answer)."""
+        return self._wrap("32", text)
+
     def cyan(self, text: str) -> str:
         """Cyan text (headings)."""
         return self._wrap("36", text)
@@ -113,6 +117,10 @@ def _cell(answer: Answer, title: str, subtitle: str, width: int, style: Style) -
     """One answer as lines of at most ``width`` cells (styled after measuring)."""
     lines = [style.bold(pad(clip(sanitize(title), width), width))]
     lines += [style.dim(pad(line, width)) for line in wrap(f"{subtitle} · {format_meta(answer)}", width)]
+    verdict = verdict_text(answer)
+    if verdict:
+        paint = style.green if answer.verdict == "right" else style.red
+        lines += [paint(style.bold(pad(line, width))) for line in wrap(verdict, width)]
     if answer.question_differs:
         lines += [style.red(pad(line, width)) for line in wrap("(answered an older text of this question)", width)]
     lines.append(style.dim("─" * width))
@@ -123,13 +131,23 @@ def _cell(answer: Answer, title: str, subtitle: str, width: int, style: Style) -
     return lines
 
 
+def verdict_text(answer: Answer) -> str:
+    """``chose C ✓``, ``chose A ✗`` or ``unparseable ✗`` for a multiple-choice answer; empty otherwise."""
+    if answer.verdict is None:
+        return ""
+    if answer.verdict == "unparseable":
+        return "unparseable: no single letter chosen ✗"
+    return f"chose {answer.chosen} " + ("✓" if answer.verdict == "right" else "✗")
+
+
 def _titles(view: QuestionAnswers, answer: Answer) -> tuple[str, str]:
     return (answer.persona, answer.label) if view.columns_by == "persona" else (answer.label, answer.persona)
 
 
 def render_question_header(view: QuestionAnswers, width: int, style: Style) -> list[str]:
     """The question, its options and id, wrapped to ``width``."""
-    head = f"Question {view.n}" + (f" ({view.question_id})" if view.question_id else "")
+    head = f"Question {view.n}" + (f" ({view.question_id})" if view.question_id else "") + \
+        (f" · set {view.set_name}" if view.set_name else "")
     lines = [style.bold(style.cyan(clip(head, width)))]
     if view.context:
         lines += [style.dim(line) for line in wrap(view.context, width)]

@@ -59,7 +59,7 @@ def test_usage_errors(cli, questions_file: Path, tmp_path: Path) -> None:
 def test_run_writes_numbered_files_records_and_manifest(cli, questions_file: Path, tmp_path: Path) -> None:
     proc = cli("--models", "fake:echo,fake:async-echo", "--persona", "cardiologist,patient-educator")
     assert proc.returncode == 0, proc.stderr
-    out = tmp_path / "outputs"
+    out = tmp_path / "outputs" / "questions"
     for persona in ("cardiologist", "patient-educator"):
         for slug in ("echo", "async-echo"):
             assert sorted(p.name for p in (out / persona / slug).glob("*.txt")) == ["1.txt", "2.txt", "3.txt", "4.txt"]
@@ -71,7 +71,7 @@ def test_run_writes_numbered_files_records_and_manifest(cli, questions_file: Pat
     assert record["prompt_tokens"] > 0 and record["completion_tokens"] > 0 and record["latency_s"] >= 0
     mc = json.loads((out / "cardiologist" / "echo" / "4.json").read_text())
     assert mc["options"] == {"A": "Atorvastatin", "B": "Insulin"} and mc["answer"] == "A" and mc["task"] == "demo"
-    manifests = list((out / "runs").glob("*.json"))
+    manifests = list((tmp_path / "outputs" / "runs").glob("*.json"))
     assert len(manifests) == 1
     manifest = json.loads(manifests[0].read_text())
     assert manifest["status"] == "finished"
@@ -92,7 +92,7 @@ def test_slug_of_hub_style_ids(cli, questions_file: Path, tmp_path: Path) -> Non
 
 def test_rerun_skips_saved_and_force_redoes(cli, questions_file: Path, tmp_path: Path) -> None:
     assert cli("--models", "fake:echo").returncode == 0
-    txt = tmp_path / "outputs" / "oncology-researcher" / "echo" / "1.txt"
+    txt = tmp_path / "outputs" / "questions" / "oncology-researcher" / "echo" / "1.txt"
     before = txt.stat().st_mtime_ns
     proc = cli("--models", "fake:echo")
     assert proc.returncode == 0
@@ -107,18 +107,24 @@ def test_rerun_skips_saved_and_force_redoes(cli, questions_file: Path, tmp_path:
     record = json.loads((txt.parent / "2.json").read_text())
     assert record["question"] == "How does metformin lower glucose?"
     assert "metformin lower glucose" in (txt.parent / "2.txt").read_text()
-    # a changed setting is answered anew
+    # a changed setting would replace the saved answers: the run refuses before writing anything
+    snapshot = outputs_of(tmp_path / "outputs")
     proc = cli("--models", "fake:echo", "--max-new-tokens", "5")
-    assert "already saved" not in proc.stderr
+    assert proc.returncode == 2
+    assert "max_new_tokens 512 -> 5" in proc.stderr and "--tag NAME" in proc.stderr and "--force" in proc.stderr
+    assert outputs_of(tmp_path / "outputs") == snapshot
+    # --force replaces them, and says how many
     proc = cli("--models", "fake:echo", "--max-new-tokens", "5", "--force")
     assert proc.returncode == 0 and "already saved" not in proc.stderr
-    assert len(list((tmp_path / "outputs" / "runs").glob("*.json"))) == 5
+    assert "Replaced 4 saved answer(s)" in proc.stdout
+    assert json.loads(txt.with_suffix(".json").read_text())["settings"]["max_new_tokens"] == 5
+    assert len(list((tmp_path / "outputs" / "runs").glob("*.json"))) == 4
 
 
 def test_failing_model_does_not_stop_others_and_exit_1(cli, questions_file: Path, tmp_path: Path) -> None:
     proc = cli("--models", "fake:fail,fake:echo,fake:nonsense,openai:gpt-4o")
     assert proc.returncode == 1
-    out = tmp_path / "outputs" / "oncology-researcher"
+    out = tmp_path / "outputs" / "questions" / "oncology-researcher"
     assert len(list((out / "echo").glob("*.txt"))) == 4
     failed = json.loads((out / "fail" / "1.json").read_text())
     assert failed["error"] == "fake failure (fake:fail always fails)"
@@ -134,14 +140,14 @@ def test_failing_model_does_not_stop_others_and_exit_1(cli, questions_file: Path
 def test_flaky_answers_are_retried(cli, questions_file: Path, tmp_path: Path) -> None:
     proc = cli("--models", "fake:flaky")
     assert proc.returncode == 0, proc.stderr
-    record = json.loads((tmp_path / "outputs" / "oncology-researcher" / "flaky" / "1.json").read_text())
+    record = json.loads((tmp_path / "outputs" / "questions" / "oncology-researcher" / "flaky" / "1.json").read_text())
     assert record["attempts"] == 2 and record["error"] is None
 
 
 def test_limit_and_output_dir(cli, questions_file: Path, tmp_path: Path) -> None:
     proc = cli("--models", "fake:echo", "--limit", "2", "--output-dir", "elsewhere/out")
     assert proc.returncode == 0
-    assert outputs_of(tmp_path / "elsewhere" / "out" / "oncology-researcher") == [
+    assert outputs_of(tmp_path / "elsewhere" / "out" / "questions" / "oncology-researcher") == [
         "echo/1.json", "echo/1.txt", "echo/2.json", "echo/2.txt"]
 
 
@@ -151,7 +157,7 @@ def test_config_file_and_flags_override(cli, questions_file: Path, tmp_path: Pat
         'limit = 1\n[settings]\nmax_new_tokens = 7\n')
     proc = cli("--config", "run.toml", "--max-new-tokens", "9")
     assert proc.returncode == 0, proc.stderr
-    record = json.loads((tmp_path / "outputs" / "cardiologist" / "async" / "1.json").read_text())
+    record = json.loads((tmp_path / "outputs" / "questions" / "cardiologist" / "async" / "1.json").read_text())
     assert record["settings"]["max_new_tokens"] == 9
     (tmp_path / "bad.toml").write_text('models = ["fake:echo"]\n[settings]\nmax_new_tokenz = 7\n')
     proc = cli("--config", "bad.toml")
@@ -175,13 +181,13 @@ def test_persona_messages_reach_the_provider(questions_file: Path, tmp_path: Pat
     assert systems == [cardiologist] * 4 + ["You are a careful pharmacist."] * 4
     assert FakeGenerator.history[0].user_message == "What are the symptoms of type 2 diabetes?"
     assert FakeGenerator.history[3].user_message.startswith("Which is a statin?\n\nA. Atorvastatin\nB. Insulin")
-    assert (tmp_path / "o" / "my-persona" / "echo" / "1.txt").exists()
+    assert (tmp_path / "o" / "questions" / "my-persona" / "echo" / "1.txt").exists()
 
 
 def test_inline_system_prompt(cli, questions_file: Path, tmp_path: Path) -> None:
     proc = cli("--models", "fake:echo", "--system-prompt", "You are terse.", "--limit", "1")
     assert proc.returncode == 0
-    assert (tmp_path / "outputs" / "custom" / "echo" / "1.txt").exists()
+    assert (tmp_path / "outputs" / "questions" / "custom" / "echo" / "1.txt").exists()
     proc = cli("--models", "fake:echo", "--system-prompt", "x", "--persona", "cardiologist")
     assert proc.returncode == 2 and "not both" in proc.stderr
 
@@ -229,5 +235,5 @@ def test_python_api_run(questions_file: Path, tmp_path: Path) -> None:
                         settings=GenerationSettings(max_new_tokens=4), output_dir=tmp_path / "api", progress=False)
     assert report.exit_status == 0
     assert report.summaries[0].answered == 4
-    text = (tmp_path / "api" / "research-scientist" / "echo" / "1.txt").read_text()
+    text = (tmp_path / "api" / "questions" / "research-scientist" / "echo" / "1.txt").read_text()
     assert len(text.split()) == 4

@@ -54,7 +54,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     done = run_cli("run", "--questions", str(questions), "--models", MODELS, "--persona", PERSONAS,
                    "--output-dir", "out", cwd=base)
     assert done.returncode == 1, done.stderr  # fake:fail fails every answer; the rest are saved
-    add_record(base / "out", "cardiologist", "wide", 1, text=WIDE_TEXT + " \x1b[31mred\x1b[0m\x07")
+    add_record(base / "out" / "questions", "cardiologist", "wide", 1, text=WIDE_TEXT + " \x1b[31mred\x1b[0m\x07")
     return base / "out"
 
 

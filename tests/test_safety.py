@@ -21,17 +21,24 @@ from runner.store import Store
 def test_slug_never_escapes(model_id: str, tmp_path: Path) -> None:
     slug = safe_slug(model_id)
     assert "/" not in slug and "\\" not in slug and not slug.startswith(".") and len(slug) <= 120 and slug
-    folder = Store(tmp_path / "out").model_dir("persona", slug)
+    folder = Store(tmp_path / "out").questions_set("questions").model_dir("persona", slug)
     assert (tmp_path / "out").resolve() in folder.resolve().parents
 
 
 def test_store_refuses_unsafe_parts(tmp_path: Path) -> None:
     store = Store(tmp_path)
+    space = store.questions_set("questions")
+    for bad in ("..", ".", "a/b", "/abs", ""):
+        with pytest.raises(UsageError, match="unsafe name"):
+            space.model_dir(bad, "model")
+        with pytest.raises(UsageError, match="unsafe name"):
+            space.model_dir("persona", bad)
     for bad in ("..", ".", "a/b", "/abs", "runs", ""):
-        with pytest.raises(UsageError, match="unsafe name"):
-            store.model_dir(bad, "model")
-        with pytest.raises(UsageError, match="unsafe name"):
-            store.model_dir("persona", bad)
+        with pytest.raises(UsageError, match="invalid question set name"):
+            store.questions_set(bad)
+    for bad in ("../x", "a b", "@", "x/y"):
+        with pytest.raises(UsageError):
+            space.model_dir("persona", f"model@{bad}")
 
 
 def test_hostile_model_names_through_cli(cli, questions_file: Path, tmp_path: Path) -> None:
@@ -72,7 +79,7 @@ def test_local_prompts_folder_overrides_and_adds(cli, questions_file: Path, tmp_
     proc = cli("personas")
     assert "nephrologist" in proc.stdout and "cardiologist" in proc.stdout
     proc = cli("--models", "fake:echo", "--persona", "nephrologist", "--limit", "1")
-    assert proc.returncode == 0 and (tmp_path / "outputs" / "nephrologist" / "echo" / "1.txt").exists()
+    assert proc.returncode == 0 and (tmp_path / "outputs" / "questions" / "nephrologist" / "echo" / "1.txt").exists()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only folders; permission test needs a user")
@@ -97,21 +104,22 @@ def test_second_run_into_same_output_dir_is_refused(cli, questions_file: Path, t
         proc = cli("--models", "fake:echo")
     assert proc.returncode == 2
     assert "another run is writing to outputs" in proc.stderr and "--output-dir" in proc.stderr
-    assert not (tmp_path / "outputs" / "oncology-researcher").exists()
+    assert not (tmp_path / "outputs" / "questions").exists()
     assert cli("--models", "fake:echo").returncode == 0  # released
 
 
 def test_failure_never_replaces_a_saved_answer(tmp_path: Path) -> None:
-    store = Store(tmp_path)
-    ok = {"key": "k1", "error": None, "text": "good"}
+    store = Store(tmp_path).questions_set("s")
+    ok = {"n": 1, "key": "k1", "error": None, "text": "good"}
     store.save("p", "m", 1, ok, "good")
-    store.save("p", "m", 1, {"key": "k1", "error": "boom", "text": ""}, None)
-    assert json.loads((tmp_path / "p" / "m" / "1.json").read_text())["text"] == "good"
-    assert (tmp_path / "p" / "m" / "1.txt").read_text() == "good"
+    store.save("p", "m", 1, {"n": 1, "key": "k1", "error": "boom", "text": ""}, None)
+    folder = tmp_path / "s" / "p" / "m"
+    assert json.loads((folder / "1.json").read_text())["text"] == "good"
+    assert (folder / "1.txt").read_text() == "good"
     # a failure for a different (new) question replaces the stale answer: nothing mixed up
-    store.save("p", "m", 1, {"key": "k2", "error": "boom", "text": ""}, None)
-    assert not (tmp_path / "p" / "m" / "1.txt").exists()
-    assert json.loads((tmp_path / "p" / "m" / "1.json").read_text())["key"] == "k2"
+    store.save("p", "m", 1, {"n": 1, "key": "k2", "error": "boom", "text": ""}, None)
+    assert not (folder / "1.txt").exists()
+    assert json.loads((folder / "1.json").read_text())["key"] == "k2"
 
 
 def test_no_temporary_files_left(cli, questions_file: Path, tmp_path: Path) -> None:

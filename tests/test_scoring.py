@@ -31,7 +31,7 @@ def record(n: int, text: str, answer: str = "C", task: str = "medqa_4options", m
     slug = model.partition(":")[2].replace("/", "_")
     return {"n": n, "question_id": f"q{n}", "question": f"Question {n}?", "options": OPTIONS, "answer": answer,
             "task": task, "persona": persona, "model": model, "alias": None, "slug": slug, "kind": "generator",
-            "text": text, "error": None, "key": f"k{n}", **extra}
+            "text": text, "error": None, "key": f"k{n}", "set": "fixed", **extra}
 
 
 def loglik_record(n: int, chosen: str, chosen_norm: str, answer: str = "C", task: str = "medqa_4options") -> dict:
@@ -82,8 +82,10 @@ def test_filters() -> None:
     assert {s.persona for s in collect_scores(FIXED, personas={"cardiologist"})} == {"cardiologist"}
     assert collect_scores(FIXED, models={"other"}) == []
     assert len(collect_scores(FIXED, models={"echo"})) == 3  # the slug works too
-    only = collect_scores(FIXED, questions={(1, "Question 1?"), (2, "Question 2?")})
+    only = collect_scores(FIXED, questions={("fixed", 1, "Question 1?"), ("fixed", 2, "Question 2?")})
     assert [(s.n, s.correct) for s in only] == [(2, 2)]
+    assert collect_scores(FIXED, questions={("other", 1, "Question 1?")}) == []
+    assert collect_scores(FIXED, sets={"other"}) == [] and len(collect_scores(FIXED, sets={"fixed"})) == len(collect_scores(FIXED))
 
 
 def test_loglik_records_give_acc_and_acc_norm() -> None:
@@ -140,7 +142,7 @@ def test_empty_store_still_writes_outputs(tmp_path: Path) -> None:
 
 
 def test_score_command_on_saved_answers(cli: Callable[..., Any], tmp_path: Path) -> None:
-    store = Store(tmp_path / "outputs")
+    store = Store(tmp_path / "outputs").questions_set("fixed")
     for r in FIXED:
         store.save(r["persona"], r["slug"], r["n"], r, r["text"])
     done = cli("score", "--persona", "medical-exam")
@@ -156,9 +158,11 @@ def test_score_runs_missing_answers_then_scores(cli: Callable[..., Any], tmp_pat
                 "--models", "fake:echo", "--max-new-tokens", "30")
     assert first.returncode == 0, first.stderr
     assert "| fake:echo (medical-exam) |" in first.stdout and "MedMCQA" in first.stdout
-    saved = sorted(p.name for p in (tmp_path / "outputs" / "medical-exam" / "echo").glob("*.json"))
-    assert saved == [f"{n}.json" for n in (1, 2, 3, 4, 5, 6)]
-    task = json.loads((tmp_path / "outputs" / "medical-exam" / "echo" / "4.json").read_text())["task"]
+    # each file is its own question set, numbered from 1
+    medmcqa = sorted(p.name for p in (tmp_path / "outputs" / "medmcqa" / "medical-exam" / "echo").glob("*.json"))
+    pubmedqa = sorted(p.name for p in (tmp_path / "outputs" / "pubmedqa" / "medical-exam" / "echo").glob("*.json"))
+    assert medmcqa == [f"{n}.json" for n in (1, 2, 3)] and pubmedqa == [f"{n}.json" for n in (1, 2, 3)]
+    task = json.loads((tmp_path / "outputs" / "pubmedqa" / "medical-exam" / "echo" / "1.json").read_text())["task"]
     assert task == "pubmedqa"
     again = cli("score", "--data", str(FIXTURES / "medmcqa.json"), "--data", str(FIXTURES / "pubmedqa.jsonl"),
                 "--models", "fake:echo", "--max-new-tokens", "30")
@@ -169,7 +173,8 @@ def test_fewshot_examples_reach_the_model(cli: Callable[..., Any], tmp_path: Pat
     done = cli("score", "--data", str(FIXTURES / "medqa_hf.jsonl"), "--limit", "1", "--models", "fake:echo",
                "--num-fewshot", "2", "--fewshot-file", str(FIXTURES / "medqa_hf_dev.jsonl"))
     assert done.returncode == 0, done.stderr
-    saved = json.loads((tmp_path / "outputs" / "medical-exam" / "echo" / "1.json").read_text())
+    # questions with examples in front are a question set of their own
+    saved = json.loads((tmp_path / "outputs" / "medqa_hf-2shot" / "medical-exam" / "echo" / "1.json").read_text())
     first, second, question = saved["question"].split("\n\n", 2)
     assert first.startswith("Question: A 60-year-old smoker") and first.endswith("Answer: B")
     assert second.endswith("Answer: A") and question.startswith("A 58-year-old man")

@@ -67,7 +67,8 @@ class FakeGenerator(Generator):
     @staticmethod
     def _result(request: Request, text: str) -> Result:
         words = len(text.split())
-        limited = " ".join(text.split()[: request.settings.max_new_tokens])
+        limited = text if words <= request.settings.max_new_tokens else " ".join(
+            text.split()[: request.settings.max_new_tokens])
         return Result(
             text=limited,
             prompt_tokens=len(request.system_prompt.split()) + len(request.user_message.split()),

@@ -13,6 +13,9 @@ body { margin:0; background:var(--bg); color:var(--ink); font:15px/1.5 system-ui
 header.top { background:#17233b; color:#fff; padding:18px 28px; }
 header.top h1 { margin:0; font-size:21px; font-weight:600; letter-spacing:.2px; }
 header.top p { margin:4px 0 0; color:#c2cbdb; font-size:13px; }
+header.top p.sets b { color:#fff; }
+header.top p.sets code { color:#fff; background:rgba(255,255,255,.12); padding:1px 5px; border-radius:4px;
+  overflow-wrap:anywhere; }
 .layout { display:grid; grid-template-columns:280px minmax(0,1fr); align-items:start; }
 nav.toc { position:sticky; top:0; max-height:100vh; overflow:auto; padding:16px 14px 24px;
   border-right:1px solid var(--line); background:var(--panel); }
@@ -22,8 +25,12 @@ nav.toc a { display:block; padding:5px 8px; border-radius:6px; color:var(--ink);
 nav.toc a:hover, nav.toc a.current { background:var(--accent-soft); color:var(--accent); }
 nav.toc a .num { display:inline-block; min-width:2.2em; color:var(--muted); font-variant-numeric:tabular-nums; }
 nav.toc a .warn { color:var(--bad); }
-nav.toc input { width:100%; padding:7px 9px; border:1px solid var(--line); border-radius:6px; font:inherit;
-  font-size:13.5px; }
+nav.toc input[type=search] { width:100%; padding:7px 9px; border:1px solid var(--line); border-radius:6px;
+  font:inherit; font-size:13.5px; }
+nav.toc label.only-wrong { display:flex; align-items:center; gap:6px; margin:8px 4px 6px; font-size:13px;
+  cursor:pointer; }
+nav.toc label.only-wrong input { margin:0; accent-color:var(--bad); }
+nav.toc label.only-wrong .count { margin-left:auto; color:var(--muted); font-size:12px; white-space:nowrap; }
 main { padding:22px 28px 80px; min-width:0; }
 section.block { background:var(--panel); border:1px solid var(--line); border-radius:10px; padding:18px 20px;
   margin-bottom:22px; }
@@ -33,7 +40,17 @@ table.data th, table.data td { padding:6px 10px; border-bottom:1px solid var(--l
   vertical-align:top; }
 table.data th { color:var(--muted); font-weight:600; font-size:12.5px; background:#fafbfc; }
 table.data td.n { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
+table.data .sub { font-size:11.5px; color:var(--muted); font-weight:400; white-space:nowrap; }
+table.data th.n { text-align:right; }
+table.data td.gen { min-width:20em; }
+table.scores { width:auto; min-width:min(100%,560px); }
+table.scores td.n { white-space:nowrap; min-width:6.5em; }
 .scroll { overflow-x:auto; }
+.setline { margin:-6px 0 10px; }
+.warnline { color:var(--bad); background:var(--bad-soft); border-radius:6px; padding:6px 10px; font-size:13px;
+  margin:8px 0; }
+ul.plain { margin:6px 0; padding-left:20px; } ul.plain li { margin:2px 0; overflow-wrap:anywhere; }
+img.chart { display:block; width:640px; max-width:100%; height:auto; margin:14px 0 0; }
 .muted { color:var(--muted); }
 .small { font-size:12.5px; }
 code, .mono { font-family:var(--mono); font-size:12.5px; }
@@ -58,7 +75,11 @@ ol.options li { padding:2px 0; } ol.options li.correct { color:var(--ok); font-w
 .card { border:1px solid var(--line); border-radius:8px; background:#fcfcfd; padding:10px 12px; min-width:0; }
 .card.failed { border-color:#f3b8b2; background:var(--bad-soft); }
 .card.missing { border-style:dashed; background:transparent; color:var(--muted); font-size:13px; }
-.card .who { font-weight:600; font-size:14px; overflow-wrap:anywhere; }
+.card .cardhead { display:flex; justify-content:space-between; align-items:baseline; gap:8px; }
+.card .who { font-weight:600; font-size:14px; overflow-wrap:anywhere; min-width:0; }
+.card .verdict { flex:none; white-space:nowrap; }
+.card.right { border-left:4px solid var(--ok); }
+.card.wrong, .card.unparseable { border-left:4px solid var(--bad); }
 .card .meta { color:var(--muted); font-size:12px; margin:2px 0 8px; }
 .answer { white-space:pre-wrap; overflow-wrap:anywhere; font-size:14px; line-height:1.55; }
 .error { color:var(--bad); font-family:var(--mono); font-size:12.5px; white-space:pre-wrap; overflow-wrap:anywhere; }
@@ -81,15 +102,25 @@ footer { color:var(--muted); font-size:12px; padding:0 28px 30px; }
 SCRIPT = """
 (function () {
   var filter = document.getElementById('toc-filter');
+  var onlyWrong = document.getElementById('only-wrong');
   var links = Array.prototype.slice.call(document.querySelectorAll('nav.toc a.qlink'));
-  if (filter) {
-    filter.addEventListener('input', function () {
-      var needle = filter.value.toLowerCase();
-      links.forEach(function (a) {
-        a.style.display = a.textContent.toLowerCase().indexOf(needle) === -1 ? 'none' : '';
-      });
+  var sections = Array.prototype.slice.call(document.querySelectorAll('section.question'));
+  // The question list follows the text filter and "Only wrong or disagreeing"; the questions follow the latter.
+  function apply() {
+    var needle = filter ? filter.value.toLowerCase() : '';
+    var only = !!(onlyWrong && onlyWrong.checked);
+    links.forEach(function (a) {
+      var off = a.textContent.toLowerCase().indexOf(needle) === -1 ||
+        (only && a.getAttribute('data-disagree') !== '1');
+      a.style.display = off ? 'none' : '';
+    });
+    sections.forEach(function (s) {
+      s.style.display = only && s.getAttribute('data-disagree') !== '1' ? 'none' : '';
     });
   }
+  if (filter) { filter.addEventListener('input', apply); }
+  if (onlyWrong) { onlyWrong.addEventListener('change', apply); }
+  apply();  // a filter the browser restored (back, reload) applies at once
   function mark() {
     links.forEach(function (a) { a.classList.toggle('current', a.getAttribute('href') === location.hash); });
   }

@@ -12,8 +12,10 @@ from runner.errors import UsageError
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``report`` options to its sub-parser."""
-    parser.description = ("Write one self-contained HTML file (no external requests; opens from file://) with the "
-                          "run settings, a summary per model and every question's answers side by side.")
+    parser.description = ("Write one self-contained HTML file (no external requests; opens from file://) of one "
+                          "question set: the run settings, a summary per model, the scores of multiple-choice "
+                          "answers, and every question's answers side by side (each multiple-choice answer with the "
+                          "letter it chose and whether that is right).")
     add_output_dir(parser)
     add_filters(parser)
     parser.add_argument("--out", metavar="PATH", help="where to write the report (default: OUTPUT_DIR/report.html)")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from html.parser import HTMLParser
@@ -15,14 +17,41 @@ from typing import Any
 import pytest
 
 from runner.agreement import compute_agreement
+from runner.catalog import resolve_model
 from runner.compare import load_answers
+from runner.keys import answer_key
+from runner.personas import resolve_persona
+from runner.providers.base import Result
+from runner.questions import Question, load_questions
+from runner.records import make_record
 from runner.report import build_report
-from tests.conftest import write_jsonl
-from tests.test_compare import add_record, run_cli
+from runner.settings import GenerationSettings
+from runner.store import SetRef, Store, model_folder
+from tests.conftest import REPO, write_jsonl
 
 HOSTILE = ('<script>window.__pwned = 1</script><img src="http://127.0.0.1:9/x.png" onerror="window.__pwned = 2">'
            '<a href="javascript:alert(1)">click</a> "quotes" & \'apostrophes\' \x1b[31m')
 LONG = "Metformin lowers hepatic glucose output. " * 60
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The real command line in a subprocess (usable from module-scoped fixtures)."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env.update({"NO_PROGRESS": "1", "PYTHONPATH": str(REPO)})
+    return subprocess.run([sys.executable, str(REPO / "medical_model_runner.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def save_answer(out: Path, set_name: str, question: Question, persona: str, model: str, text: str = "",
+                tag: str | None = None, **result: Any) -> dict[str, Any]:
+    """Save one answer the way the engine does (``make_record``, then the set's ``save``), made by no model."""
+    spec, who, settings = resolve_model(model), resolve_persona(persona), GenerationSettings()
+    record = make_record(question, who, spec, settings, Result(text=text, **result),
+                         answer_key(question, who, spec, settings), "test-run", set_name=set_name, tag=tag)
+    space = Store(out).questions_set(set_name)
+    space.claim(SetRef(set_name))
+    space.save(persona, model_folder(spec.slug, tag), question.n, record, text)
+    return record
 
 
 class Tree(HTMLParser):
@@ -71,10 +100,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     done = run_cli("run", "--questions", str(questions), "--models", "fake:echo,fake:async-echo,fake:fail",
                    "--persona", "cardiologist,general-physician", "--output-dir", "out", cwd=base)
     assert done.returncode == 1, done.stderr
-    out = base / "out"
-    add_record(out, "cardiologist", "hostile", 2, text=HOSTILE, alias=None)
-    add_record(out, "cardiologist", "gpt-4o", 3, model="openai:gpt-4o", alias="gpt-4o", provider="openai",
-               text=LONG, prompt_tokens=120, completion_tokens=380, latency_s=2.5)
+    out, saved = base / "out", load_questions(questions)
+    save_answer(out, "questions", saved[1], "cardiologist", "fake:hostile", HOSTILE)
+    save_answer(out, "questions", saved[2], "cardiologist", "gpt-4o", LONG, prompt_tokens=120,
+                completion_tokens=380, latency_s=2.5)
     return out
 
 
@@ -155,6 +184,201 @@ def test_filters_out_path_and_agreement_section(store: Path, tmp_path: Path) -> 
     tree = parse(html)
     assert "agreement" in tree.ids
     assert "fixed-test-vectors" in " ".join(tree.text) and "vs question" in " ".join(tree.text)
+
+
+# --- multiple-choice answers: verdicts, scores, the "only wrong or disagreeing" filter ----------------------------
+
+MCQ = [
+    {"id": "m1", "question": "Which drug is a statin?", "answer": "A", "task": "medqa",
+     "options": {"A": "Atorvastatin", "B": "Insulin", "C": "Metformin", "D": "Warfarin"}},
+    {"id": "m2", "question": "First-line drug for type 2 diabetes?", "answer": "B", "task": "medqa",
+     "options": {"A": "Insulin", "B": "Metformin, taken with meals", "C": "Warfarin", "D": "Aspirin"}},
+    {"id": "m3", "question": "Which drug is an anticoagulant?", "answer": "D", "task": "medqa",
+     "options": {"A": "Insulin", "B": "Metformin", "C": "Atorvastatin", "D": "Warfarin"}},
+    {"id": "m4", "question": "Which lowers LDL cholesterol the most?", "answer": "A", "task": "medqa",
+     "options": {"A": "Rosuvastatin", "B": "Aspirin", "C": "Insulin", "D": "Salt, in large daily amounts"}},
+    {"id": "m5", "question": "Which is a biguanide?", "answer": "C", "task": "medqa",
+     "options": {"A": "Insulin", "B": "Warfarin", "C": "Metformin", "D": "Aspirin"}},
+    {"id": "o6", "question": "How does metformin work?"},
+]
+# What each model says, question by question (``fake:canned`` answers in order), and the verdict by hand.
+FIRST = ["Answer: A", "Answer: B", "I cannot say which.", "Answer: A", "Answer: C", "It lowers glucose output."]
+FIRST_RIGHT = [True, True, False, True, True]  # question 3 unparseable
+# The variant ``@short`` ran with max_new_tokens=3: most of its answers end at the limit (still with a letter).
+SECOND = ["Answer: A, atorvastatin obviously", "Answer: C (metformin is not)", "Answer: D",
+          "Answer: C, then more words", "Answer: C, statin class", "Metformin lowers glucose output in the liver"]
+SECOND_RIGHT = [True, False, True, False, True]
+# The log-likelihood model: the choice by summed log-probability (acc) and per character (acc_norm).
+LOGLIK = [("A", "A"), ("A", "B"), ("D", "D"), ("B", "B"), ("C", "C")]
+SHOWN_BY_FILTER = {2, 3, 4}  # someone wrong, unparseable, or two letters; 1 and 5 all right, 6 is no MCQ
+
+
+@pytest.fixture(scope="module")
+def mcq_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A set of plain questions, then a multiple-choice set: two variants of a canned model, a failing one, and
+    log-likelihood records of a local model."""
+    from runner.engine import run
+    from runner.loglik import QuestionScore, loglik_key, loglik_persona, make_loglik_record
+    from runner.manifest import build_manifest, new_run_id
+    from runner.providers.fake import FakeGenerator
+
+    base = tmp_path_factory.mktemp("mcq")
+    out = base / "out"
+    plain = write_jsonl(base / "open.jsonl", [{"question": "What do statins do?"}, {"question": "Why exercise?"}])
+    run(plain, ["fake:echo"], ["cardiologist"], output_dir=out, progress=False)
+    mcq = write_jsonl(base / "mcq.jsonl", MCQ)
+    FakeGenerator.canned.extend(FIRST)
+    run(mcq, ["fake:canned", "fake:fail"], ["medical-exam"], output_dir=out, progress=False)
+    FakeGenerator.canned.extend(SECOND)
+    run(mcq, ["fake:canned"], ["medical-exam"], GenerationSettings(max_new_tokens=3), output_dir=out,
+        progress=False, tag="short")
+    FakeGenerator.reset()
+    spec, settings = resolve_model("hf:test/tiny-loglik"), GenerationSettings()
+    space = Store(out).questions_set("mcq")
+    for q, (acc, norm) in zip(load_questions(mcq), LOGLIK, strict=False):
+        letters = list(q.options or {})
+        choices = [" " + q.options[k] for k in letters]  # type: ignore[index]
+        logprobs = [-100.0] * 4
+        logprobs[letters.index(acc)] = -1.0
+        if norm != acc:  # a longer choice, a little less likely in sum, wins per character
+            assert len(choices[letters.index(norm)]) > len(choices[letters.index(acc)])
+            logprobs[letters.index(norm)] = -1.001
+        score = QuestionScore(q.n, letters, choices, logprobs, [False] * 4, letters.index(q.answer or ""), "prompt")
+        assert (score.letters[score.acc_index], score.letters[score.acc_norm_index]) == (acc, norm)
+        record, body = make_loglik_record(q, score, spec, settings, loglik_key(q, spec, []), "loglik-run", 0)
+        record.update(set="mcq", tag=None)
+        space.save("loglik", spec.slug, q.n, record, body)
+    # ... and its run's manifest, as ``score --scoring loglik`` writes it (naming its sets).
+    run_id = new_run_id()
+    manifest = build_manifest(run_id, load_questions(mcq)[:5], mcq, [spec], [loglik_persona(0)], settings,
+                              ["score", "--scoring", "loglik"])
+    manifest.update(method="loglik", sets=["mcq"], tag=None, status="finished")
+    Store(out).write_manifest(run_id, manifest)
+    return out
+
+
+@pytest.fixture(scope="module")
+def mcq_report(mcq_store: Path) -> Path:
+    done = run_cli("report", "--output-dir", "out", cwd=mcq_store.parent)
+    assert done.returncode == 0, done.stderr
+    assert "showing question set 'mcq'" in done.stderr  # the latest run's set, with a note naming the other
+    return mcq_store / "report.html"
+
+
+def _section(html: str, anchor: str) -> str:
+    return html.split(f'id="{anchor}"', 1)[1].split("</section>", 1)[0]
+
+
+def test_answer_cards_show_the_chosen_letter_and_verdict(mcq_report: Path) -> None:
+    html = mcq_report.read_text(encoding="utf-8")
+    expected = {1: ["chose A ✓", "chose A ✓"], 2: ["chose B ✓", "chose C ✗"], 3: ["unparseable ✗", "chose D ✓"],
+                4: ["chose A ✓", "chose C ✗"], 5: ["chose C ✓", "chose C ✓"], 6: []}
+    for n, badges in expected.items():
+        section = _section(html, f"q{n}")
+        tree = parse(section)
+        shown = [t.strip() for t in tree.text if "✓" in t or "✗" in t]
+        shown = [t for t in shown if t.startswith(("chose", "unparseable"))]
+        assert shown == badges, (n, shown)
+        classes = [a.get("class") for a in tree.all("span") if "verdict" in (a.get("class") or "")]
+        assert classes == [f"badge {'ok' if b.endswith('✓') else 'bad'} verdict" for b in badges]
+        right = sum(b.endswith("✓") for b in badges)
+        assert (f"{right}/{len(badges)} right" in section) == bool(badges)
+    # The failing model's cards are failures, with no verdict; the open question's cards have none either.
+    assert _section(html, "q1").count('class="card failed"') == 1
+    assert "right" not in " ".join(parse(_section(html, "q6")).text)
+
+
+def test_scores_section_matches_collect_scores(mcq_store: Path, mcq_report: Path) -> None:
+    from runner.scoring import collect_scores
+
+    html = mcq_report.read_text(encoding="utf-8")
+    tree = parse(html)
+    assert "scores" in tree.ids
+    assert '<a href="#scores">Scores</a>' in html.split("<h2>Questions</h2>")[0]  # in the contents
+    section = _section(html, "scores")
+    rows = {}
+    for row in section.split("<tr>")[2:]:
+        cells = [c.strip() for c in parse(row.split("</table>")[0]).text if c.strip()]
+        rows[cells[0]] = cells
+
+    def pct(right: int, n: int) -> str:
+        p = right / n
+        return f"{100 * p:.1f} ± {100 * math.sqrt(p * (1 - p) / (n - 1)):.1f}"
+
+    first, second = sum(FIRST_RIGHT), sum(SECOND_RIGHT)
+    acc = sum(a == q["answer"] for (a, _), q in zip(LOGLIK, MCQ, strict=False))
+    norm = sum(b == q["answer"] for (_, b), q in zip(LOGLIK, MCQ, strict=False))
+    assert (first, second, acc, norm) == (4, 3, 3, 4)
+    # model, method, MedQA, "k/n right", average, unparseable, failed
+    assert rows["fake:canned"] == ["fake:canned", "free text · medical-exam", pct(first, 5), f"{first}/5 right",
+                                   f"{100 * first / 5:.1f}", "1", "0"]
+    assert rows["fake:canned@short"] == ["fake:canned@short", "free text · medical-exam", pct(second, 5),
+                                         f"{second}/5 right", f"{100 * second / 5:.1f}", "0", "0"]
+    assert rows["hf:test/tiny-loglik"] == [
+        "hf:test/tiny-loglik", "log-likelihood (acc; acc_norm below)", pct(acc, 5),
+        f"{acc}/5 right", f"acc_norm {pct(norm, 5)}", f"{100 * acc / 5:.1f}", "0", "0"]
+    # The same numbers as ``score`` computes from the store (the set shown only; loglik records included).
+    scores = {s.label: s for s in collect_scores(Store(mcq_store).iter_records("mcq"))}
+    assert {k: (s.n, s.correct, s.method) for k, s in scores.items() if s.n} == {
+        "fake:canned": (5, first, "generate"), "fake:canned@short": (5, second, "generate"),
+        "hf:test/tiny-loglik": (5, acc, "loglik")}
+    for label in ("fake:canned", "fake:canned@short", "hf:test/tiny-loglik"):
+        s = scores[label]
+        assert f"{100 * s.accuracy:.1f} ± {100 * s.stderr:.1f}" == rows[label][2]
+    assert f"{100 * scores['hf:test/tiny-loglik'].acc_norm:.1f}" in rows["hf:test/tiny-loglik"][4]
+    text = " ".join(" ".join(parse(section).text).split())
+    # The failing model has nothing to score; the short variant was cut off; question 3 could not be read.
+    assert "fake:fail [medical-exam]: 5 failed, none to score" in text
+    assert "fake:canned@short [medical-exam]: 4 of 5 answers were cut off by the token limit" in text
+    assert "Unparseable answers (1)" in text and "question 3 · fake:canned [medical-exam] · MedQA: I cannot say" in text
+    assert "<a href='#q3'>question 3</a>" in section
+    # The chart is embedded as a PNG, and nothing was written into the output folder but the report.
+    images = [a["src"] or "" for a in parse(section).all("img")]
+    assert len(images) == 1 and images[0].startswith("data:image/png;base64,")
+    import base64
+
+    assert base64.b64decode(images[0].split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
+    assert sorted(p.name for p in mcq_store.iterdir() if p.is_file()) == [".lock", "report.html"]
+
+
+def test_scores_follow_the_filters(mcq_store: Path) -> None:
+    html = build_report(mcq_store, question_set="mcq", models=["fake:canned@short"])
+    section = _section(html, "scores")
+    assert "fake:canned@short" in section and "tiny-loglik" not in section and "fake:fail" not in section
+    assert ">fake:canned<" not in section
+    # A persona filter keeps the log-likelihood rows (they have no persona of their own).
+    html = build_report(mcq_store, question_set="mcq", personas=["medical-exam"])
+    assert "tiny-loglik" in _section(html, "scores")
+    # A set without multiple-choice answers has no scores section and no filter.
+    html = build_report(mcq_store, question_set="open")
+    assert 'id="scores"' not in html and 'id="only-wrong"' not in html and "#scores" not in html
+    assert 'data-disagree="1"' not in html
+
+
+def test_disagreement_marks_and_other_sets(mcq_store: Path, mcq_report: Path) -> None:
+    html = mcq_report.read_text(encoding="utf-8")
+    tree = parse(html)
+    sections = {a["id"]: a.get("data-disagree") for a in tree.all("section") if (a.get("id") or "").startswith("q")}
+    assert sections == {f"q{n}": str(int(n in SHOWN_BY_FILTER)) for n in range(1, 7)}
+    links = {a["href"]: a.get("data-disagree") for a in tree.all("a") if "qlink" in (a.get("class") or "")}
+    assert links == {f"#{k}": v for k, v in sections.items()}
+    assert {"type": "checkbox", "id": "only-wrong"} in tree.all("input")
+    text = " ".join(" ".join(tree.text).split())
+    assert "Only wrong or disagreeing 3 of 6" in text
+    # The set shown is named, and the other set of the folder comes with the command that reports it.
+    assert "question set mcq · 6 questions" in text
+    assert ("The folder also holds: open (2 questions). Report another with python medical_model_runner.py "
+            "report --output-dir out --set open --out out/report-open.html") in text
+    settings = " ".join(" ".join(parse(_section(html, "settings")).text).split())
+    assert "Question set mcq" in settings and "mcq.jsonl" in settings
+    assert "3 runs (1 more in this folder wrote to other sets)" in settings and "open.jsonl" not in settings
+    assert "(5) · log-likelihood" in settings and "hf:test/tiny-loglik" in settings
+    done = run_cli("report", "--output-dir", "out", "--set", "open", "--out", "out/report-open.html",
+                   cwd=mcq_store.parent)
+    assert done.returncode == 0, done.stderr
+    other = " ".join(" ".join(parse((mcq_store / "report-open.html").read_text(encoding="utf-8")).text).split())
+    assert "question set open · 2 questions" in other and "The folder also holds: mcq (6 questions)" in other
+    (mcq_store / "report-open.html").unlink()
 
 
 def test_no_answers_is_a_usage_error(cli, tmp_path: Path) -> None:
@@ -245,7 +469,8 @@ def browser(tmp_path: Path):
             proc.wait()
 
 
-def test_report_in_a_headless_browser(browser: DevTools, report: Path) -> None:
+def open_report(browser: DevTools, report: Path) -> tuple[str, str]:
+    """Open a report in a new tab; its session id and URL."""
     target = browser.send("Target.createTarget", url="about:blank")["targetId"]
     session = browser.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
     for domain in ("Page", "Runtime", "Log", "Network"):
@@ -255,6 +480,25 @@ def test_report_in_a_headless_browser(browser: DevTools, report: Path) -> None:
     browser.send("Page.navigate", session, url=url)
     browser.wait_for("Page.loadEventFired")
     assert browser.evaluate(session, "document.readyState") == "complete"
+    return session, url
+
+
+def check_quiet(browser: DevTools, session: str, url: str) -> None:
+    """No error in the console or the log, and no request but the file itself (and its data: image)."""
+    time.sleep(0.3)
+    browser.send("Runtime.evaluate", session, expression="1")  # drain events that arrived meanwhile
+    errors = [e for e in browser.events if
+              (e.get("method") == "Runtime.consoleAPICalled" and e["params"].get("type") in ("error", "assert"))
+              or e.get("method") == "Runtime.exceptionThrown"
+              or (e.get("method") == "Log.entryAdded" and e["params"]["entry"].get("level") == "error")]
+    assert not errors, errors
+    requests = [e["params"]["request"]["url"] for e in browser.events if e.get("method") == "Network.requestWillBeSent"]
+    assert requests and all(u.split("#")[0] == url or u.startswith("data:image/png;base64,") for u in requests), \
+        requests
+
+
+def test_report_in_a_headless_browser(browser: DevTools, report: Path, mcq_report: Path) -> None:
+    session, url = open_report(browser, report)
     assert browser.evaluate(session, "document.title") == "Model comparison report"
     # Navigation: click question 3 in the question list; its section becomes the :target and is on screen.
     browser.evaluate(session, "document.querySelector('nav.toc a[href=\"#q3\"]').click()")
@@ -275,12 +519,35 @@ def test_report_in_a_headless_browser(browser: DevTools, report: Path) -> None:
     browser.evaluate(session, "document.getElementById('expand-all').click()")
     assert browser.evaluate(session, "[...document.querySelectorAll('details.more')].every(d => d.open)")
     browser.evaluate(session, "document.getElementById('q2').scrollIntoView()")
-    time.sleep(0.3)
-    browser.send("Runtime.evaluate", session, expression="1")  # drain events that arrived meanwhile
-    errors = [e for e in browser.events if
-              (e.get("method") == "Runtime.consoleAPICalled" and e["params"].get("type") in ("error", "assert"))
-              or e.get("method") == "Runtime.exceptionThrown"
-              or (e.get("method") == "Log.entryAdded" and e["params"]["entry"].get("level") == "error")]
-    assert not errors, errors
-    requests = [e["params"]["request"]["url"] for e in browser.events if e.get("method") == "Network.requestWillBeSent"]
-    assert requests and all(u.split("#")[0] == url for u in requests), requests  # the file itself, nothing else
+    check_quiet(browser, session, url)
+
+    # The multiple-choice report: the scores and the chart render, the verdicts show in their colours, and
+    # "Only wrong or disagreeing" hides the questions every model got right (and the open question).
+    session, url = open_report(browser, mcq_report)
+    scores = browser.evaluate(session, """(() => {
+        const s = document.getElementById('scores'), img = s.querySelector('img.chart');
+        return {height: s.getBoundingClientRect().height, rows: s.querySelectorAll('table.scores tr').length,
+                img: img.complete && img.naturalWidth > 0, width: img.getBoundingClientRect().width};
+    })()""")
+    assert scores["height"] > 300 and scores["rows"] == 4 and scores["img"] and scores["width"] > 300, scores
+    verdicts = browser.evaluate(session, """[...document.querySelectorAll('#q3 .verdict')].map(e => ({
+        text: e.textContent, color: getComputedStyle(e).color, visible: e.getBoundingClientRect().width > 0}))""")
+    assert verdicts == [{"text": "unparseable ✗", "color": "rgb(180, 35, 24)", "visible": True},
+                        {"text": "chose D ✓", "color": "rgb(26, 127, 75)", "visible": True}]
+    shown = """(() => ({
+        sections: [...document.querySelectorAll('section.question')].filter(s => s.getClientRects().length)
+          .map(s => s.id),
+        links: [...document.querySelectorAll('nav.toc a.qlink')].filter(a => a.getClientRects().length)
+          .map(a => a.getAttribute('href'))}))()"""
+    every = [f"q{n}" for n in range(1, 7)]
+    assert browser.evaluate(session, shown) == {"sections": every, "links": [f"#{q}" for q in every]}
+    browser.evaluate(session, "document.getElementById('only-wrong').click()")
+    flagged = sorted(f"q{n}" for n in SHOWN_BY_FILTER)
+    assert browser.evaluate(session, shown) == {"sections": flagged, "links": [f"#{q}" for q in flagged]}
+    # The text filter narrows the question list further; unticking brings every question back.
+    browser.evaluate(session, """(() => { const f = document.getElementById('toc-filter');
+        f.value = 'anticoagulant'; f.dispatchEvent(new Event('input')); })()""")
+    assert browser.evaluate(session, shown) == {"sections": flagged, "links": ["#q3"]}
+    browser.evaluate(session, "document.getElementById('only-wrong').click()")
+    assert browser.evaluate(session, shown) == {"sections": every, "links": ["#q3"]}
+    check_quiet(browser, session, url)

@@ -256,7 +256,7 @@ class Store:
 
     def set_dirs(self) -> list[Path]:
         """The question set folders under the root, by name."""
-        return [p for p in _subdirs(self.root) if p.name != RUNS_DIR and not _is_legacy_persona(p)]
+        return [p for p in _subdirs(self.root) if p.name != RUNS_DIR and _is_set(p)]
 
     def set_names(self) -> list[str]:
         """Every question set that holds records, legacy (version 1) ones included."""
@@ -399,6 +399,13 @@ def _is_legacy_persona(path: Path) -> bool:
     if (path / SET_FILE).exists():
         return False
     return any(_numbered(folder) for folder in _subdirs(path))
+
+
+def _is_set(path: Path) -> bool:
+    """A question set folder: its ``set.json``, or numbered records two levels down (a set whose file was lost)."""
+    if (path / SET_FILE).exists():
+        return True
+    return any(_numbered(folder) for persona in _subdirs(path) for folder in _subdirs(persona))
 
 
 def _remove_empty(path: Path) -> None:

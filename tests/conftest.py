@@ -44,9 +44,11 @@ def run_one_model(tmp_path: Path, entry: object, count: int = 1, **settings: obj
     from runner.settings import GenerationSettings
 
     out = tmp_path / "out"
-    report = run(drug_questions(tmp_path, count), [entry], ["cardiologist"], GenerationSettings(**settings),
+    questions = drug_questions(tmp_path, count)
+    report = run(questions, [entry], ["cardiologist"], GenerationSettings(**settings),
                  output_dir=out, progress=False)
-    return report, [json.loads(p.read_text()) for p in sorted(out.glob("cardiologist/*/*.json"))]
+    # Answers live under the question set named after the questions file (``q<count>``).
+    return report, [json.loads(p.read_text()) for p in sorted(out.glob(f"{questions.stem}/cardiologist/*/*.json"))]
 
 
 @pytest.fixture

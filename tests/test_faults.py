@@ -87,7 +87,7 @@ def test_fault_is_recorded_others_carry_on(tmp_path: Path, questions_file: Path,
             server.wait()
     assert proc.returncode == 1, proc.stderr
     assert elapsed < 60
-    out = tmp_path / "outputs" / "oncology-researcher"
+    out = tmp_path / "outputs" / "questions" / "oncology-researcher"  # the set of questions.jsonl
     assert len(list((out / "echo").glob("*.txt"))) == 4  # the other model carried on
     for n in range(1, 5):
         record = json.loads((out / "faulty-model" / f"{n}.json").read_text())
@@ -125,7 +125,7 @@ def test_sigkill_mid_run_nothing_lost_nothing_redone(tmp_path: Path) -> None:
     log = tmp_path / "log.jsonl"
     server, port = spawn(tmp_path, "--delay", "0.05", "--log-file", str(log))
     base_url = f"http://127.0.0.1:{port}/v1"
-    folder = tmp_path / "outputs" / "oncology-researcher" / "killtest"
+    folder = tmp_path / "outputs" / "questions" / "oncology-researcher" / "killtest"
     try:
         proc = subprocess.Popen([sys.executable, str(REPO / "medical_model_runner.py"), "--models", "openai:killtest",
                                  "--concurrency", "4"], cwd=tmp_path, env=cli_env(base_url),

@@ -196,7 +196,9 @@ def test_cli_default_run_writes_answers_and_embeddings(cli, tmp_path: Path) -> N
     proc = cli("--questions", str(REPO / "questions.jsonl"), "--limit", "2", "--max-new-tokens", "16",
                "--output-dir", str(out))
     assert proc.returncode == 0, proc.stderr
-    persona_dir = next(p for p in out.iterdir() if p.is_dir() and p.name != "runs")
+    set_dir = out / "questions"  # the question set is named after questions.jsonl
+    assert (set_dir / "set.json").is_file()
+    persona_dir = next(p for p in set_dir.iterdir() if p.is_dir())
     answers = persona_dir / "HuggingFaceTB_SmolLM2-135M-Instruct"
     for n in (1, 2):
         assert (answers / f"{n}.txt").read_text(encoding="utf-8").strip()

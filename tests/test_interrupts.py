@@ -52,7 +52,7 @@ def make_questions(tmp_path: Path) -> None:
 
 def test_sigkill_then_rerun_completes(tmp_path: Path) -> None:
     make_questions(tmp_path)
-    folder = tmp_path / "outputs" / "oncology-researcher" / "async-echo"
+    folder = tmp_path / "outputs" / "questions" / "oncology-researcher" / "async-echo"
     proc = start_run(tmp_path)
     wait_for_answers(folder, 20)
     proc.send_signal(signal.SIGKILL)
@@ -71,7 +71,7 @@ def test_sigkill_then_rerun_completes(tmp_path: Path) -> None:
 
 def test_sigint_stops_quickly_and_says_how_to_resume(tmp_path: Path) -> None:
     make_questions(tmp_path)
-    folder = tmp_path / "outputs" / "oncology-researcher" / "async-echo"
+    folder = tmp_path / "outputs" / "questions" / "oncology-researcher" / "async-echo"
     proc = start_run(tmp_path)
     wait_for_answers(folder, 10)
     sent = time.monotonic()

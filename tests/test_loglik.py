@@ -179,12 +179,14 @@ def test_both_modes_through_the_cli(cli: Callable[..., Any], tmp_path: Path, smo
               "--max-new-tokens", "6", "--output-dir", str(out))
     assert gen.returncode == 0, gen.stderr
     assert "| smollm2-135m-instruct (medical-exam) |" in gen.stdout
-    answers = sorted((out / "medical-exam" / "HuggingFaceTB_SmolLM2-135M-Instruct").glob("*.json"))
+    set_dir = out / "medqa_hf"  # the question set is named after the data file
+    assert (set_dir / "set.json").is_file()
+    answers = sorted((set_dir / "medical-exam" / "HuggingFaceTB_SmolLM2-135M-Instruct").glob("*.json"))
     assert [p.name for p in answers] == ["1.json", "2.json"]
     ll = cli("score", "--scoring", "loglik", "--models", "smollm2-135m-instruct", "--output-dir", str(out))
     assert ll.returncode == 0, ll.stderr
-    record = json.loads((out / "loglik" / "HuggingFaceTB_SmolLM2-135M-Instruct" / "1.json").read_text())
-    assert record["kind"] == "loglik" and record["persona"] == "loglik"
+    record = json.loads((set_dir / "loglik" / "HuggingFaceTB_SmolLM2-135M-Instruct" / "1.json").read_text())
+    assert record["kind"] == "loglik" and record["persona"] == "loglik" and record["set"] == "medqa_hf"
     scores = json.loads((out / "scores.json").read_text())
     methods = {(r["method"], r["task"]): r for r in scores["results"]}
     assert set(methods) == {("generate", "medqa_4options"), ("loglik", "medqa_4options")}

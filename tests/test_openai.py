@@ -202,7 +202,7 @@ def test_cli_mixed_run_and_key_never_written(cli, tmp_path: Path, questions_file
     for where in (written, proc.stdout, proc.stderr):  # ...and nowhere else
         assert KEY not in where and KEY[8:24] not in where
     assert "HTTP 401" in proc.stderr
-    outputs = tmp_path / "outputs" / "oncology-researcher"
+    outputs = tmp_path / "outputs" / "questions" / "oncology-researcher"  # the set of questions.jsonl
     assert len(list((outputs / "echo").glob("*.txt"))) == 4
     assert (outputs / "gpt-4o" / "1.txt").read_text() == "Statins lower LDL cholesterol."
     gpt_line = next(line for line in proc.stdout.splitlines() if line.startswith("gpt-4o"))
@@ -241,7 +241,7 @@ def test_cli_against_standalone_server_with_config_base_url(cli, tmp_path: Path,
     assert (tmp_path / "count").read_text().strip() == "3"  # one 429, retried, plus the second question
     logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [entry["model"] for entry in logged] == ["served-model"] * 3
-    saved = tmp_path / "outputs" / "oncology-researcher" / "served-model"
+    saved = tmp_path / "outputs" / "questions" / "oncology-researcher" / "served-model"
     assert (saved / "1.txt").read_text() == (saved / "2.txt").read_text() == "From the standalone server."
 
 

@@ -85,7 +85,8 @@ def test_filters() -> None:
     only = collect_scores(FIXED, questions={("fixed", 1, "Question 1?"), ("fixed", 2, "Question 2?")})
     assert [(s.n, s.correct) for s in only] == [(2, 2)]
     assert collect_scores(FIXED, questions={("other", 1, "Question 1?")}) == []
-    assert collect_scores(FIXED, sets={"other"}) == [] and len(collect_scores(FIXED, sets={"fixed"})) == len(collect_scores(FIXED))
+    assert collect_scores(FIXED, sets={"other"}) == []
+    assert len(collect_scores(FIXED, sets={"fixed"})) == len(collect_scores(FIXED))
 
 
 def test_loglik_records_give_acc_and_acc_norm() -> None:

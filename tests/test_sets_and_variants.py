@@ -199,3 +199,12 @@ def test_a_version_1_store_moves_into_sets_and_resumes(cli: Cli, tmp_path: Path)
     again = cli("score", "--data", "medqa2.jsonl", "--format", "medqa", "--models", "fake:echo",
                 "--output-dir", "store")
     assert again.returncode == 0 and "2 answer(s) already saved, skipped" in again.stderr
+
+
+def test_a_half_migrated_leftover_is_not_a_question_set(tmp_path: Path) -> None:
+    store = copy_v1_store(tmp_path)
+    (store / "cardiologist" / "echo" / "7.txt").write_text("an answer whose record was never written")
+    with Store(store).lock():
+        pass
+    assert Store(store).set_names() == ["medqa2", "questions"]
+    assert (store / "cardiologist" / "echo" / "7.txt").exists()  # not a saved answer; left where it was

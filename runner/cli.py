@@ -201,7 +201,8 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     report = run(questions, entries, personas, settings,
                  output_dir=args.output_dir or config.output_dir, force=args.force or config.force,
                  progress=not args.no_progress and not os.environ.get("NO_PROGRESS"),
-                 questions_path=questions_path, argv=argv, question_set=args.question_set, tag=args.tag)
+                 questions_path=questions_path, argv=argv, question_set=args.question_set or config.question_set,
+                 tag=args.tag or config.tag)
     print_summary(report)
     return report.exit_status
 

@@ -79,6 +79,8 @@ class RunConfig(BaseModel):
     models: list[str | ModelEntry] = Field(default_factory=list)
     limit: int | None = Field(None, ge=1)
     force: bool = False
+    question_set: str | None = Field(None, alias="set", description="Question set the answers belong to.")
+    tag: str | None = Field(None, description="Save the answers as this named variant.")
     settings: GenerationSettings = Field(default_factory=GenerationSettings)
 
 

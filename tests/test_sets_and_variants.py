@@ -208,3 +208,9 @@ def test_a_half_migrated_leftover_is_not_a_question_set(tmp_path: Path) -> None:
         pass
     assert Store(store).set_names() == ["medqa2", "questions"]
     assert (store / "cardiologist" / "echo" / "7.txt").exists()  # not a saved answer; left where it was
+
+
+def test_set_and_tag_from_a_config_file(cli: Cli, questions_file: Path, tmp_path: Path) -> None:
+    (tmp_path / "run.toml").write_text('models = ["fake:echo"]\nset = "sample"\ntag = "cfg"\n')
+    assert cli("--config", "run.toml", "--limit", "1").returncode == 0
+    assert (tmp_path / "outputs" / "sample" / "oncology-researcher" / "echo@cfg" / "1.json").exists()

@@ -166,5 +166,5 @@ def test_cli_runs_a_local_checkpoint_in_4bit(cli, checkpoint: Path, tmp_path: Pa
     proc = cli("--questions", str(questions), "--limit", "3", "--max-new-tokens", "8", "--output-dir", str(out),
                "--models", f"hf:{checkpoint}", "--quantize", "4bit")
     assert proc.returncode == 0, proc.stderr
-    records = [json.loads(p.read_text(encoding="utf-8")) for p in out.glob("*/*/[0-9]*.json")]
+    records = [json.loads(p.read_text(encoding="utf-8")) for p in out.glob("questions/*/*/[0-9]*.json")]
     assert len(records) == 3 and all(r["completion_tokens"] and not r["error"] for r in records)

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from runner.errors import UsageError
 from runner.letters import extract_letter
-from runner.store import Store, legacy_set_name
+from runner.store import Store, legacy_set_name, with_tag
 
 DEFAULT_OUTPUT_DIR = "outputs"
 
@@ -68,7 +68,7 @@ class Answer:
         """Build an Answer from a store record (multiple-choice answers get their letter and verdict)."""
         model = str(record.get("model") or record.get("slug") or "?")
         tag = record.get("tag") or None
-        label = str(record.get("alias") or model) + (f"@{tag}" if tag else "")
+        label = with_tag(str(record.get("alias") or model), tag)
         answer = cls(n=int(record["n"]), model=model, label=label, persona=str(record.get("persona") or "?"),
                      question=str(record.get("question") or ""), set_name=str(record.get("set") or ""), tag=tag,
                      text=str(record.get("text") or ""), error=record.get("error") or None,
@@ -119,7 +119,7 @@ class QuestionAnswers:
         return asdict(self)
 
 
-def _resolve_aliases(name: str) -> set[str]:
+def resolve_aliases(name: str) -> set[str]:
     """Every spelling under which a model filter may match a record: as given, canonical name, alias, slug."""
     names = {name}
     base, _, tag = name.partition("@")
@@ -127,7 +127,7 @@ def _resolve_aliases(name: str) -> set[str]:
         from runner.catalog import resolve_model
 
         spec = resolve_model(base)
-        names.update(x + (f"@{tag}" if tag else "") for x in (spec.name, spec.alias, spec.slug) if x)
+        names.update(with_tag(x, tag) for x in (spec.name, spec.alias, spec.slug) if x)
     except (UsageError, ValueError):  # a slug or an unknown spelling is still a valid filter
         pass
     return names
@@ -186,14 +186,15 @@ def choose_set(output_dir: str | Path, question_set: str | None) -> tuple[str, s
         raise UsageError(f"no saved answers under {output_dir}; run some questions first")
     if len(names) == 1:
         return names[0], None
-    latest = next((_manifest_set(m) for m in reversed(Store(output_dir).manifests()) if _manifest_set(m) in names),
+    latest = next((manifest_set(m) for m in reversed(Store(output_dir).manifests()) if manifest_set(m) in names),
                   names[0])
     others = ", ".join(n for n in names if n != latest)
     return latest, (f"showing question set {latest!r} (the latest run's); also saved: {others} "
                     "(choose with --set NAME)")
 
 
-def _manifest_set(manifest: dict[str, Any]) -> str:
+def manifest_set(manifest: dict[str, Any]) -> str:
+    """The question set a run wrote to (runs of version-1 stores: the set their questions file names)."""
     return str(manifest.get("set") or legacy_set_name(manifest))
 
 
@@ -220,7 +221,7 @@ def load_answers(output_dir: str | Path = DEFAULT_OUTPUT_DIR, models: Sequence[s
         raise UsageError(f"no saved answers under {where}; run some questions first")
     answers = [Answer.from_record(r) for r in records]
     if models:
-        wanted = [_resolve_aliases(m) for m in models]
+        wanted = [resolve_aliases(m) for m in models]
         for name, spellings in zip(models, wanted, strict=True):
             if not any(record_names(r) & spellings for r in records):
                 known = ", ".join(model_order(output_dir, {a.label for a in answers}))
@@ -320,7 +321,7 @@ def label_order(output_dir: str | Path, answers: Sequence[Answer], models: Seque
                       key=lambda label: (base.index(label.partition("@")[0]), "@" in label, label))
     out: list[str] = []
     for name in models:
-        spellings = _resolve_aliases(name)
+        spellings = resolve_aliases(name)
         for a in answers:
             if (a.label in spellings or a.model in spellings) and a.label not in out:
                 out.append(a.label)

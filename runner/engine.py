@@ -30,7 +30,7 @@ from runner.questions import Question, format_user_message, load_questions
 from runner.records import make_record
 from runner.secrets import redact
 from runner.settings import GenerationSettings, ModelEntry
-from runner.store import SetRef, SetStore, Store, check_tag, model_folder
+from runner.store import SetRef, SetStore, Store, check_tag, with_tag
 from runner.variants import CHANGED, SAME, VARIANT, Conflict, differences, format_conflicts, saved_state
 
 log = logging.getLogger("runner")
@@ -86,6 +86,8 @@ class _Plan:
 
     spec: ModelSpec
     space: SetStore
+    tag: str | None
+    label: str  # the model's label, ``label@tag`` for a variant
     folder: str
     pending: list[_Work]
     summaries: dict[str, ModelSummary]
@@ -167,9 +169,9 @@ def _check_unique_slugs(specs: list[ModelSpec]) -> None:
 def _plan(spec: ModelSpec, questions: Sequence[Question], personas: Sequence[Persona],
           settings: GenerationSettings, space: SetStore, tag: str | None, force: bool) -> _Plan:
     """Work still to do for one model, the skips and replacements counted, and the variants it would replace."""
-    folder = model_folder(spec.slug, tag)
-    plan = _Plan(spec, space, folder, [], {p.name: ModelSummary(model=spec.name, label=_label(spec, tag),
-                                                                 persona=p.name) for p in personas})
+    label, folder = with_tag(spec.label, tag), with_tag(spec.slug, tag)
+    plan = _Plan(spec, space, tag, label, folder, [],
+                 {p.name: ModelSummary(model=spec.name, label=label, persona=p.name) for p in personas})
     for persona in personas:
         space.model_dir(persona.name, folder)  # refuses unsafe names before any work
         summary = plan.summaries[persona.name]
@@ -192,24 +194,19 @@ def _plan(spec: ModelSpec, questions: Sequence[Question], personas: Sequence[Per
     return plan
 
 
-def _label(spec: ModelSpec, tag: str | None) -> str:
-    return f"{spec.label}@{tag}" if tag else spec.label
-
-
-def _open_provider(spec: ModelSpec, settings: GenerationSettings, pending: list[_Work],
-                   summaries: dict[str, ModelSummary]) -> Generator | Embedder | None:
+def _open_provider(plan: _Plan, settings: GenerationSettings) -> Generator | Embedder | None:
     """Load the model when there is work for it; None (with everything counted failed) when it cannot run."""
-    _report_skips(spec, summaries)
-    if not pending:
+    _report_skips(plan)
+    if not plan.pending:
         return None
     try:
-        provider = load_provider_class(spec.provider)(spec, settings)
+        provider = load_provider_class(plan.spec.provider)(plan.spec, settings)
         provider.load()
         return provider
     except (ModelUnavailable, UsageError) as exc:
-        _fail_all(summaries, pending, f"{spec.label}: cannot run: {exc}")
+        _fail_all(plan.summaries, plan.pending, f"{plan.label}: cannot run: {exc}")
     except Exception as exc:  # noqa: BLE001 - a model that fails to load must not stop the others
-        _fail_all(summaries, pending, f"{spec.label}: failed to load: {type(exc).__name__}: {exc}")
+        _fail_all(plan.summaries, plan.pending, f"{plan.label}: failed to load: {type(exc).__name__}: {exc}")
     return None
 
 
@@ -228,14 +225,14 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
     return tqdm(total=total, desc=desc, unit="answer", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
 
 
-def _report_skips(spec: ModelSpec, summaries: dict[str, ModelSummary]) -> None:
-    skipped = sum(s.skipped for s in summaries.values())
-    changed = sum(s.changed for s in summaries.values())
-    label = next(iter(summaries.values())).label if summaries else spec.label
+def _report_skips(plan: _Plan) -> None:
+    skipped = sum(s.skipped for s in plan.summaries.values())
+    changed = sum(s.changed for s in plan.summaries.values())
     if skipped:
-        log.info("%s: %d answer(s) already saved, skipped (use --force to answer again)", label, skipped)
+        log.info("%s: %d answer(s) already saved, skipped (use --force to answer again)", plan.label, skipped)
     if changed:
-        log.info("%s: %d question(s) changed since their answers were saved; answering them anew", label, changed)
+        log.info("%s: %d question(s) changed since their answers were saved; answering them anew", plan.label,
+                 changed)
 
 
 class _Saver:
@@ -243,13 +240,12 @@ class _Saver:
 
     def __init__(self, plan: _Plan, settings: GenerationSettings, run_id: str, bar: Any) -> None:
         self.plan, self.spec, self.settings, self.run_id, self.bar = plan, plan.spec, settings, run_id, bar
-        self.tag = plan.folder.partition("@")[2] or None
 
     def __call__(self, work: _Work, result: Result, embedding: list[float] | None = None) -> None:
         if result.error:
             result.error = redact(result.error)
         record = make_record(work.question, work.persona, self.spec, self.settings, result, work.key,
-                             self.run_id, embedding, set_name=self.plan.space.name, tag=self.tag)
+                             self.run_id, embedding, set_name=self.plan.space.name, tag=self.plan.tag)
         body = _embedding_body(embedding) if embedding is not None else result.text
         self.plan.space.save(work.persona.name, self.plan.folder, work.question.n, record, body)
         summary = self.plan.summaries[work.persona.name]
@@ -275,25 +271,24 @@ def _embedding_body(vector: list[float]) -> str:
 
 def _run_local_model(plan: _Plan, personas: Sequence[Persona], settings: GenerationSettings, progress: bool,
                      run_id: str) -> list[ModelSummary]:
-    spec, pending, summaries = plan.spec, plan.pending, plan.summaries
-    provider = _open_provider(spec, settings, pending, summaries)
+    provider = _open_provider(plan, settings)
     if provider is None:
-        return list(summaries.values())
-    bar = _progress(len(pending), next(iter(summaries.values())).label, progress)
+        return list(plan.summaries.values())
+    bar = _progress(len(plan.pending), plan.label, progress)
     saver = _Saver(plan, settings, run_id, bar)
     try:
         if isinstance(provider, Embedder):
-            _embed_all(provider, pending, saver)
+            _embed_all(provider, plan.pending, saver)
             for persona in personas:
                 plan.space.write_embedding_matrix(persona.name, plan.folder)
         else:
-            _generate_all(provider, pending, settings, saver)
+            _generate_all(provider, plan.pending, settings, saver)
     finally:
         bar.close()
         provider.close()
         del provider
         gc.collect()
-    return list(summaries.values())
+    return list(plan.summaries.values())
 
 
 def _generate_all(provider: Generator, pending: list[_Work], settings: GenerationSettings, saver: _Saver) -> None:
@@ -389,12 +384,11 @@ async def _run_remote_models(plans: list[_Plan], settings: GenerationSettings, p
 
 async def _run_remote_model(plan: _Plan, settings: GenerationSettings, progress: bool,
                             run_id: str) -> list[ModelSummary]:
-    spec, pending, summaries = plan.spec, plan.pending, plan.summaries
-    provider = _open_provider(spec, settings, pending, summaries)
+    provider = _open_provider(plan, settings)
     if provider is None:
-        return list(summaries.values())
+        return list(plan.summaries.values())
     assert isinstance(provider, Generator)
-    bar = _progress(len(pending), next(iter(summaries.values())).label, progress)
+    bar = _progress(len(plan.pending), plan.label, progress)
     saver = _Saver(plan, settings, run_id, bar)
     semaphore = asyncio.Semaphore(settings.concurrency)
 
@@ -405,14 +399,14 @@ async def _run_remote_model(plan: _Plan, settings: GenerationSettings, progress:
         saver(work, result)
 
     try:
-        await asyncio.gather(*(one(w) for w in pending))
+        await asyncio.gather(*(one(w) for w in plan.pending))
     finally:
         bar.close()
         aclose = getattr(provider, "aclose", None)
         if aclose is not None:
             await aclose()
         provider.close()
-    return list(summaries.values())
+    return list(plan.summaries.values())
 
 
 def _iso(ts: float) -> str:

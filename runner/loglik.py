@@ -261,6 +261,7 @@ class LoglikPlan:
 
     spec: Any
     space: Any
+    tag: str | None
     folder: str
     label: str
     pending: list[tuple[Question, str]]
@@ -271,11 +272,10 @@ class LoglikPlan:
 def plan_loglik(spec: Any, questions: Sequence[Question], fewshot: Sequence[Question], space: Any,
                 tag: str | None = None, force: bool = False) -> LoglikPlan:
     """What is left to score for one model in one set; results made with other examples or options are conflicts."""
-    from runner.store import model_folder
+    from runner.store import with_tag
     from runner.variants import SAME, VARIANT, Conflict, differences, saved_state
 
-    persona, folder = loglik_persona(len(fewshot)), model_folder(spec.slug, tag)
-    label = f"{spec.label}@{tag}" if tag else spec.label
+    persona, folder, label = loglik_persona(len(fewshot)), with_tag(spec.slug, tag), with_tag(spec.label, tag)
     space.model_dir(persona.name, folder)  # refuses unsafe names before any work
     conflict = Conflict(space.name, persona.name, label, folder)
     pending, skipped = [], 0
@@ -290,7 +290,7 @@ def plan_loglik(spec: Any, questions: Sequence[Question], fewshot: Sequence[Ques
             conflict.count += 1
             conflict.what.update(["; ".join(differences(record or {}, None, spec, None))])
         pending.append((q, key))
-    return LoglikPlan(spec, space, folder, label, pending, skipped, conflict)
+    return LoglikPlan(spec, space, tag, folder, label, pending, skipped, conflict)
 
 
 def score_and_save(plan: LoglikPlan, settings: Any, run_id: str, fewshot: Sequence[Question] = (),
@@ -303,7 +303,6 @@ def score_and_save(plan: LoglikPlan, settings: Any, run_id: str, fewshot: Sequen
     from runner.providers.hf import load_model_and_tokenizer
 
     spec, persona = plan.spec, loglik_persona(len(fewshot))
-    tag = plan.folder.partition("@")[2] or None
     counts = {"model": spec.name, "set": plan.space.name, "persona": persona.name, "scored": 0,
               "skipped": plan.skipped}
     if not plan.pending:
@@ -316,7 +315,7 @@ def score_and_save(plan: LoglikPlan, settings: Any, run_id: str, fewshot: Sequen
             scores = score_questions(model, tokenizer, [q for q, _ in part], fewshot, batch_size=batch_size)
             for (q, key), score in zip(part, scores, strict=True):
                 record, body = make_loglik_record(q, score, spec, settings, key, run_id, len(fewshot))
-                record.update(set=plan.space.name, tag=tag)
+                record.update(set=plan.space.name, tag=plan.tag)
                 plan.space.save(persona.name, plan.folder, q.n, record, body)
                 counts["scored"] += 1
     finally:

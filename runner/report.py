@@ -20,12 +20,12 @@ from runner.compare import (
     DEFAULT_OUTPUT_DIR,
     Answer,
     QuestionAnswers,
-    _manifest_set,
-    _resolve_aliases,
     all_questions,
     choose_set,
     encoder_summary,
+    manifest_set,
     question_sets,
+    resolve_aliases,
     usage_parts,
 )
 from runner.report_assets import CSS, SCRIPT
@@ -183,7 +183,7 @@ def set_scores(output_dir: str | Path, question_set: str, models: Sequence[str] 
     """
     from runner.scoring import collect_scores
 
-    names = set().union(*(_resolve_aliases(m) for m in models)) if models else None
+    names = set().union(*(resolve_aliases(m) for m in models)) if models else None
     return collect_scores(Store(output_dir).iter_records(question_set), models=names,
                           personas=set(personas) if personas else None)
 
@@ -193,7 +193,7 @@ def _in_set(manifest: dict[str, Any], question_set: str) -> bool:
     named = manifest.get("sets")
     if isinstance(named, list) and named:
         return question_set in named
-    return _manifest_set(manifest) == question_set
+    return manifest_set(manifest) == question_set
 
 
 def _other_sets_line(output_dir: str | Path, question_set: str, sets: Sequence[dict[str, Any]]) -> str:

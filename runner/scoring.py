@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.letters import extract_letter
+from runner.store import with_tag
 
 # The Open Medical LLM Leaderboard's column order (harness task names) and display names.
 LEADERBOARD_TASKS: list[tuple[str, str]] = [
@@ -151,7 +152,7 @@ def collect_scores(records: Iterable[dict[str, Any]], models: set[str] | None = 
         key = (str(record.get("model")), tag or "", str(record.get("persona")), method, set_name, task)
         score = groups.get(key)
         if score is None:
-            label = str(record.get("alias") or key[0]) + (f"@{tag}" if tag else "")
+            label = with_tag(str(record.get("alias") or key[0]), tag)
             score = groups[key] = TaskScore(model=key[0], label=label, slug=str(record.get("slug")), persona=key[2],
                                             method=method, task=task, set_name=set_name, tag=tag)
             values[key] = ([], [])

@@ -75,9 +75,9 @@ def check_tag(tag: str | None) -> str | None:
     return tag
 
 
-def model_folder(slug: str, tag: str | None) -> str:
-    """The folder of one model's answers inside a persona folder: the slug, ``@tag`` for a named variant."""
-    return f"{slug}@{tag}" if tag else slug
+def with_tag(name: str, tag: str | None) -> str:
+    """A model's folder or label for a named variant (``slug@tag``, ``label@tag``); the name alone without a tag."""
+    return f"{name}@{tag}" if tag else name
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from runner.questions import Question, load_questions
 from runner.records import make_record
 from runner.report import build_report
 from runner.settings import GenerationSettings
-from runner.store import SetRef, Store, model_folder
+from runner.store import SetRef, Store, with_tag
 from tests.conftest import REPO, write_jsonl
 
 HOSTILE = ('<script>window.__pwned = 1</script><img src="http://127.0.0.1:9/x.png" onerror="window.__pwned = 2">'
@@ -50,7 +50,7 @@ def save_answer(out: Path, set_name: str, question: Question, persona: str, mode
                          answer_key(question, who, spec, settings), "test-run", set_name=set_name, tag=tag)
     space = Store(out).questions_set(set_name)
     space.claim(SetRef(set_name))
-    space.save(persona, model_folder(spec.slug, tag), question.n, record, text)
+    space.save(persona, with_tag(spec.slug, tag), question.n, record, text)
     return record
 
 

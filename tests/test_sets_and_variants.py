@@ -214,3 +214,39 @@ def test_set_and_tag_from_a_config_file(cli: Cli, questions_file: Path, tmp_path
     (tmp_path / "run.toml").write_text('models = ["fake:echo"]\nset = "sample"\ntag = "cfg"\n')
     assert cli("--config", "run.toml", "--limit", "1").returncode == 0
     assert (tmp_path / "outputs" / "sample" / "oncology-researcher" / "echo@cfg" / "1.json").exists()
+
+
+def test_bad_set_and_tag_names_are_clear_errors(cli: Cli, questions_file: Path, tmp_path: Path) -> None:
+    for args, message in ((["--set", "../escape"], "invalid question set name '../escape'"),
+                          (["--set", "runs"], "invalid question set name 'runs'"),
+                          (["--tag", "a b"], "invalid --tag 'a b'"),
+                          (["--tag", "../x"], "invalid --tag '../x'")):
+        done = cli("--models", "fake:echo", *args)
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, args
+    assert not (tmp_path / "outputs").exists()
+    scored = cli("score", "--data", str(FIXTURES / "medqa_hf.jsonl"), "--models", "fake:echo", "--tag", "x/y")
+    assert scored.returncode == 2 and "invalid --tag" in scored.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_loglik_results_made_with_other_examples_are_a_variant(tmp_path: Path) -> None:
+    from runner.catalog import resolve_model
+    from runner.loglik import loglik_key, loglik_persona, plan_loglik
+    from runner.questions import Question
+
+    spec = resolve_model("hf:org/model")
+    q = Question(n=1, question="Which is a statin?", options={"A": "Insulin", "B": "Atorvastatin"}, answer="B")
+    shots_a = [Question(n=1, question="Which is an anticoagulant?", options={"A": "Warfarin", "B": "Insulin"},
+                        answer="A")]
+    shots_b = [Question(n=1, question="Which lowers glucose?", options={"A": "Warfarin", "B": "Metformin"},
+                        answer="B")]
+    space = Store(tmp_path).questions_set("mcq")
+    saved = {"n": 1, "key": loglik_key(q, spec, shots_a), "error": None, "question": q.question, "context": None,
+             "options": q.options, "kind": "loglik", "model_options": {}}
+    space.save(loglik_persona(1).name, spec.slug, 1, saved, "A")
+    same = plan_loglik(spec, [q], shots_a, space)
+    assert same.skipped == 1 and not same.pending and not same.conflict.count
+    other = plan_loglik(spec, [q], shots_b, space)
+    assert other.conflict.count == 1 and other.pending  # the score command refuses unless --tag or --force
+    tagged = plan_loglik(spec, [q], shots_b, space, tag="other-shots")
+    assert not tagged.conflict.count and tagged.folder == f"{spec.slug}@other-shots"

@@ -24,12 +24,12 @@ __all__ = [
 
 _EXPORTS = {
     "run": "runner.engine",
-    "load_questions": "runner.questions",
-    "GenerationSettings": "runner.settings",
-    "resolve_model": "runner.catalog",
-    "resolve_persona": "runner.personas",
-    "Store": "runner.store",
-    "compare_responses": "runner.compare",
+    "load_questions": "runner.core.questions",
+    "GenerationSettings": "runner.core.settings",
+    "resolve_model": "runner.providers.catalog",
+    "resolve_persona": "runner.core.personas",
+    "Store": "runner.core.store",
+    "compare_responses": "runner.views.terminal",
 }
 
 

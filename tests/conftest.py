@@ -40,8 +40,8 @@ def drug_questions(tmp_path: Path, count: int) -> Path:
 
 def run_one_model(tmp_path: Path, entry: object, count: int = 1, **settings: object) -> tuple[object, list[dict]]:
     """Run ``count`` drug questions through one model entry as the cardiologist; the report and the records."""
+    from runner.core.settings import GenerationSettings
     from runner.engine import run
-    from runner.settings import GenerationSettings
 
     out = tmp_path / "out"
     questions = drug_questions(tmp_path, count)

@@ -9,10 +9,10 @@ import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from runner.catalog import resolve_model
-from runner.providers.encoder import EncoderEmbedder
-from runner.providers.hf import HFGenerator
-from runner.settings import GenerationSettings
+from runner.core.settings import GenerationSettings
+from runner.providers.catalog import resolve_model
+from runner.providers.local.encoder import EncoderEmbedder
+from runner.providers.local.hf import HFGenerator
 
 # Small answers keep the suite fast; float32 (the catalog's dtype for SmolLM2) makes batched == unbatched exact.
 TEST_SETTINGS = GenerationSettings(max_new_tokens=12)

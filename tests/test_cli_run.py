@@ -84,7 +84,7 @@ def test_run_writes_numbered_files_records_and_manifest(cli, questions_file: Pat
 
 
 def test_slug_of_hub_style_ids(cli, questions_file: Path, tmp_path: Path) -> None:
-    from runner.catalog import resolve_model
+    from runner.providers.catalog import resolve_model
 
     assert resolve_model("hf:google/medgemma-27b-text-it").slug == "google_medgemma-27b-text-it"
     assert resolve_model("medgemma-27b").slug == "google_medgemma-27b-text-it"
@@ -168,8 +168,8 @@ def test_config_file_and_flags_override(cli, questions_file: Path, tmp_path: Pat
 
 
 def test_persona_messages_reach_the_provider(questions_file: Path, tmp_path: Path) -> None:
+    from runner.core.personas import resolve_persona
     from runner.engine import run
-    from runner.personas import resolve_persona
 
     custom = tmp_path / "my-persona.md"
     custom.write_text("You are a careful pharmacist.\n")
@@ -219,7 +219,7 @@ def test_light_commands_never_import_torch(args: list[str], tmp_path: Path) -> N
 
 def test_missing_package_names_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
     from runner import providers
-    from runner.errors import ModelUnavailable
+    from runner.core.errors import ModelUnavailable
 
     info = providers.PROVIDERS["openai"]
     monkeypatch.setitem(providers.PROVIDERS, "openai", info.__class__(**{**vars(info), "packages": ("no_such_pkg_x",)}))
@@ -229,7 +229,7 @@ def test_missing_package_names_pip_command(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_python_api_run(questions_file: Path, tmp_path: Path) -> None:
     import runner
-    from runner.settings import GenerationSettings
+    from runner.core.settings import GenerationSettings
 
     report = runner.run(str(questions_file), models=["fake:echo"], personas=["research-scientist"],
                         settings=GenerationSettings(max_new_tokens=4), output_dir=tmp_path / "api", progress=False)

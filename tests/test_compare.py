@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import wcwidth
 
-from runner.compare import Answer, QuestionAnswers, answers_table, question_answers
-from runner.errors import UsageError
-from runner.terminal import render_question, sanitize, use_color, wrap
+from runner.core.errors import UsageError
+from runner.views.answers import Answer, QuestionAnswers, answers_table, question_answers
+from runner.views.terminal import render_question, sanitize, use_color, wrap
 from tests.conftest import REPO, write_jsonl
 
 MODELS = "fake:echo,fake:async-echo,fake:fail"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.datasets_io import detect_format, load_benchmark, load_hub_dataset
-from runner.errors import InputError, UsageError
+from runner.core.errors import InputError, UsageError
+from runner.tasks.loaders import detect_format, load_benchmark, load_hub_dataset
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

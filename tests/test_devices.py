@@ -6,12 +6,12 @@ import pytest
 import torch
 import transformers
 
-from runner import devices
-from runner.catalog import resolve_model
-from runner.devices import auto_batch_size, is_out_of_memory, plan_placement
-from runner.errors import ModelUnavailable
-from runner.providers.hf import load_model_and_tokenizer
-from runner.settings import GenerationSettings
+from runner.core.errors import ModelUnavailable
+from runner.core.settings import GenerationSettings
+from runner.providers.catalog import resolve_model
+from runner.providers.local import devices
+from runner.providers.local.devices import auto_batch_size, is_out_of_memory, plan_placement
+from runner.providers.local.hf import load_model_and_tokenizer
 
 
 @pytest.fixture

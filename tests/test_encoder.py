@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from local_models import TEST_SETTINGS, minilm
 
-from runner.catalog import resolve_model
-from runner.errors import ModelUnavailable
-from runner.providers.encoder import EncoderEmbedder
-from runner.settings import GenerationSettings
+from runner.core.errors import ModelUnavailable
+from runner.core.settings import GenerationSettings
+from runner.providers.catalog import resolve_model
+from runner.providers.local.encoder import EncoderEmbedder
 
 QUESTION = "What are the symptoms of type 2 diabetes?"
 PARAPHRASE = "Which signs suggest that someone has type 2 diabetes mellitus?"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from runner.core.personas import resolve_persona
+from runner.core.settings import GenerationSettings, ModelEntry
 from runner.engine import RunReport, run
-from runner.personas import resolve_persona
-from runner.providers.gemini_api import quota_details
-from runner.settings import GenerationSettings, ModelEntry
+from runner.providers.api.gemini import quota_details
 from tests.conftest import run_one_model, write_jsonl
 from tests.fake_servers import FakeServer, Reply
 

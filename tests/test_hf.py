@@ -11,13 +11,13 @@ import pytest
 import torch
 from local_models import TEST_SETTINGS, restored, smollm2
 
-from runner.catalog import resolve_model
-from runner.devices import cuda_available
-from runner.personas import DEFAULT_PERSONA, resolve_persona
+from runner.core.personas import DEFAULT_PERSONA, resolve_persona
+from runner.core.settings import GenerationSettings
 from runner.providers.base import Request, Result
-from runner.providers.hf import HFGenerator
-from runner.providers.hf_batch import shared_prefix
-from runner.settings import GenerationSettings
+from runner.providers.catalog import resolve_model
+from runner.providers.local.batching import shared_prefix
+from runner.providers.local.devices import cuda_available
+from runner.providers.local.hf import HFGenerator
 
 REPO = Path(__file__).resolve().parent.parent
 # The real default persona: long enough (~170 shared tokens) that the shared-prefix cache is in play.

@@ -8,11 +8,11 @@ import pytest
 import torch
 from local_models import restored, smollm2
 
-from runner.personas import DEFAULT_PERSONA, resolve_persona
-from runner.providers import hf_batch
+from runner.core.personas import DEFAULT_PERSONA, resolve_persona
+from runner.core.settings import GenerationSettings
 from runner.providers.base import Request
-from runner.providers.hf import HFGenerator
-from runner.settings import GenerationSettings
+from runner.providers.local import batching as hf_batch
+from runner.providers.local.hf import HFGenerator
 
 PERSONA = resolve_persona(DEFAULT_PERSONA).text
 QUESTIONS = [

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from runner.catalog import resolve_model
+from runner.core.settings import GenerationSettings
 from runner.providers.base import Request
-from runner.providers.hf import HFGenerator
-from runner.settings import GenerationSettings
+from runner.providers.catalog import resolve_model
+from runner.providers.local.hf import HFGenerator
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available() or find_spec("bitsandbytes") is None,
                                 reason="needs a CUDA GPU and bitsandbytes; none here")

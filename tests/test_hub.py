@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.catalog import resolve_model
-from runner.errors import ModelUnavailable
-from runner.hub import locate_weights, package_folder
+from runner.core.errors import ModelUnavailable
+from runner.providers.catalog import resolve_model
+from runner.providers.local.hub import locate_weights, package_folder
 
 
 def test_embedded_gguf_is_found_in_its_package_without_importing_it() -> None:

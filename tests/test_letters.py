@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.letters import extract_letter
+from runner.tasks.letters import extract_letter
 
 DRUGS = {"A": "Atorvastatin", "B": "Insulin", "C": "Metformin", "D": "Warfarin"}
 PUBMED = {"A": "yes", "B": "no", "C": "maybe"}
@@ -20,7 +20,7 @@ VEGAN = {"A": "Iron", "B": "Folate", "C": "Vitamin B12", "D": "Vitamin C"}
 DIGOXIN = {"A": "Hypokalaemia", "B": "Digoxin toxicity", "C": "Stroke", "D": "Migraine"}
 RLQ = {"A": "Acute appendicitis", "B": "Renal colic", "C": "Gastroenteritis", "D": "Testicular torsion"}
 
-# The option list exactly as the user message formats it (runner.questions.format_user_message), and the question
+# The option list exactly as the user message formats it (runner.core.questions.format_user_message), and the question
 # before it: what a model that echoes its prompt writes.
 T1DM_LIST = "A. Insulin glargine\nB. Metformin\nC. Lisinopril\nD. Atorvastatin"
 T1DM_QUESTION = ("A 19-year-old woman presents with diabetic ketoacidosis and is newly diagnosed with type 1 diabetes. "

@@ -14,15 +14,11 @@ from typing import Any
 
 import pytest
 
-from runner.datasets_io import load_benchmark
-from runner.loglik import (
-    build_request,
-    encode_pair,
-    loglikelihoods,
-    model_max_length,
-    score_questions,
-)
-from runner.questions import Question
+from runner.core.questions import Question
+from runner.engine.loglik import score_questions
+from runner.providers.local.loglik import encode_pair, loglikelihoods, model_max_length
+from runner.tasks.harness import build_request
+from runner.tasks.loaders import load_benchmark
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from runner.core.personas import resolve_persona
+from runner.core.questions import load_questions
+from runner.core.settings import GenerationSettings, ModelEntry
 from runner.engine import RunReport, run
-from runner.personas import resolve_persona
-from runner.providers.openai_api import PLACEHOLDER_KEY, is_reasoning_model, parse_retry_after
-from runner.questions import load_questions
-from runner.settings import GenerationSettings, ModelEntry
+from runner.providers.api.openai import PLACEHOLDER_KEY, is_reasoning_model, parse_retry_after
 from tests.conftest import drug_questions, run_one_model
 from tests.fake_servers import FakeServer, Reply, spawn
 

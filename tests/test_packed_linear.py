@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from runner.providers import packed_linear
-from runner.providers.hf import load_model_and_tokenizer
+from runner.providers.local.fastpath import packed_linear
+from runner.providers.local.hf import load_model_and_tokenizer
 from tests.local_models import smollm2
 
 needs_onednn = pytest.mark.skipif(not (torch.backends.mkldnn.is_available() and packed_linear.measured_here()),

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from runner.providers import prefix_attention
+from runner.providers.local.fastpath import prefix_attention
 
 BATCH, HEADS, KV_HEADS, SIZE, PREFIX, OWN = 5, 6, 2, 16, 7, 9
 

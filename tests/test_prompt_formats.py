@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from local_models import smollm2
 
-from runner.catalog import resolve_model
-from runner.errors import ModelUnavailable
-from runner.prompt_formats import build_prompt, resolve_format, supports_system_role
-from runner.settings import ModelEntry
+from runner.core.errors import ModelUnavailable
+from runner.core.settings import ModelEntry
+from runner.providers.catalog import resolve_model
+from runner.providers.local.prompt_formats import build_prompt, resolve_format, supports_system_role
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PERSONA = "You are a board-certified oncologist."

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.errors import InputError
-from runner.questions import format_user_message, load_questions
+from runner.core.errors import InputError
+from runner.core.questions import format_user_message, load_questions
 from tests.conftest import write_jsonl
 
 BAD_LINES = [

@@ -16,17 +16,17 @@ from typing import Any
 
 import pytest
 
-from runner.agreement import compute_agreement
-from runner.catalog import resolve_model
-from runner.compare import load_answers
-from runner.keys import answer_key
-from runner.personas import resolve_persona
+from runner.core.personas import resolve_persona
+from runner.core.questions import Question, load_questions
+from runner.core.settings import GenerationSettings
+from runner.core.store import SetRef, Store, with_tag
+from runner.engine.cache_keys import answer_key
+from runner.engine.recording import make_record
 from runner.providers.base import Result
-from runner.questions import Question, load_questions
-from runner.records import make_record
-from runner.report import build_report
-from runner.settings import GenerationSettings
-from runner.store import SetRef, Store, with_tag
+from runner.providers.catalog import resolve_model
+from runner.views.agreement import compute_agreement
+from runner.views.answers import load_answers
+from runner.views.report import build_report
 from tests.conftest import REPO, write_jsonl
 
 HOSTILE = ('<script>window.__pwned = 1</script><img src="http://127.0.0.1:9/x.png" onerror="window.__pwned = 2">'
@@ -218,8 +218,8 @@ def mcq_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A set of plain questions, then a multiple-choice set: two variants of a canned model, a failing one, and
     log-likelihood records of a local model."""
     from runner.engine import run
-    from runner.loglik import QuestionScore, loglik_key, loglik_persona, make_loglik_record
-    from runner.manifest import build_manifest, new_run_id
+    from runner.engine.loglik import QuestionScore, loglik_key, loglik_persona, make_loglik_record
+    from runner.engine.manifest import build_manifest, new_run_id
     from runner.providers.fake import FakeGenerator
 
     base = tmp_path_factory.mktemp("mcq")
@@ -289,7 +289,7 @@ def test_answer_cards_show_the_chosen_letter_and_verdict(mcq_report: Path) -> No
 
 
 def test_scores_section_matches_collect_scores(mcq_store: Path, mcq_report: Path) -> None:
-    from runner.scoring import collect_scores
+    from runner.views.scores import collect_scores
 
     html = mcq_report.read_text(encoding="utf-8")
     tree = parse(html)

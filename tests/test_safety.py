@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from runner.catalog import resolve_model, safe_slug
-from runner.errors import InputError, UsageError
-from runner.personas import resolve_persona, resolve_personas
-from runner.secrets import redact
-from runner.settings import GenerationSettings, ModelEntry
-from runner.store import Store
+from runner.core.credentials import redact
+from runner.core.errors import InputError, UsageError
+from runner.core.personas import resolve_persona, resolve_personas
+from runner.core.settings import GenerationSettings, ModelEntry
+from runner.core.store import Store
+from runner.providers.catalog import resolve_model, safe_slug
 
 
 @pytest.mark.parametrize("model_id", ["../../etc/passwd", "/etc/passwd", "..", ".", "a/../../b", "..\\..\\x",
@@ -160,9 +160,9 @@ def test_backoff_is_bounded_and_honours_retry_after() -> None:
 
 
 def test_base_url_from_environment_is_part_of_the_answer_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    from runner.keys import answer_key
-    from runner.personas import resolve_persona
-    from runner.questions import Question
+    from runner.core.personas import resolve_persona
+    from runner.core.questions import Question
+    from runner.engine.cache_keys import answer_key
 
     q, persona, settings = Question(n=1, question="q"), resolve_persona("cardiologist"), GenerationSettings()
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
@@ -177,6 +177,7 @@ def test_base_url_from_environment_is_part_of_the_answer_key(monkeypatch: pytest
 def test_unexpected_error_traceback_is_redacted(monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     from runner import cli
+    from runner.commands import run as run_command
 
     secret = "sk-proj-traceback0123456789abcdef"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
@@ -184,7 +185,7 @@ def test_unexpected_error_traceback_is_redacted(monkeypatch: pytest.MonkeyPatch,
     def explode(*_: object) -> int:
         raise RuntimeError(f"request failed with header Authorization: Bearer {secret}")
 
-    monkeypatch.setattr(cli, "_cmd_run", explode)
+    monkeypatch.setattr(run_command, "execute", explode)
     assert cli.main(["--models", "fake:echo"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "RuntimeError" in err

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from runner.scoring import (
+from runner.core.store import Store
+from runner.views.scores import (
     canonical_task,
     collect_scores,
     leaderboard,
@@ -19,7 +20,6 @@ from runner.scoring import (
     task_order,
     write_outputs,
 )
-from runner.store import Store
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OPTIONS = {"A": "Atorvastatin", "B": "Insulin", "C": "Metformin", "D": "Warfarin"}

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runner.compare import question_answers, question_sets
+from runner.core.store import Store
 from runner.engine import run
 from runner.providers.fake import FakeGenerator
-from runner.scoring import collect_scores
-from runner.store import Store
+from runner.views.answers import question_answers, question_sets
+from runner.views.scores import collect_scores
 from tests.conftest import write_jsonl
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -230,9 +230,9 @@ def test_bad_set_and_tag_names_are_clear_errors(cli: Cli, questions_file: Path, 
 
 
 def test_loglik_results_made_with_other_examples_are_a_variant(tmp_path: Path) -> None:
-    from runner.catalog import resolve_model
-    from runner.loglik import loglik_key, loglik_persona, plan_loglik
-    from runner.questions import Question
+    from runner.core.questions import Question
+    from runner.engine.loglik import loglik_key, loglik_persona, plan_loglik
+    from runner.providers.catalog import resolve_model
 
     spec = resolve_model("hf:org/model")
     q = Question(n=1, question="Which is a statin?", options={"A": "Insulin", "B": "Atorvastatin"}, answer="B")

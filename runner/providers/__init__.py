@@ -9,7 +9,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from runner.errors import ModelUnavailable, UsageError
+from runner.core.errors import ModelUnavailable, UsageError
 
 
 @dataclass(frozen=True)
@@ -31,17 +31,17 @@ PROVIDERS: dict[str, ProviderInfo] = {
     for info in [
         ProviderInfo("fake", "runner.providers.fake:FakeGenerator", "generator", (), "",
                      description="deterministic offline test provider (fake:echo, fake:fail, ...)"),
-        ProviderInfo("hf", "runner.providers.hf:HFGenerator", "generator",
+        ProviderInfo("hf", "runner.providers.local.hf:HFGenerator", "generator",
                      ("torch", "transformers", "accelerate"), "pip install torch transformers accelerate",
                      description="local Hugging Face generative model"),
-        ProviderInfo("encoder", "runner.providers.encoder:EncoderEmbedder", "embedder",
+        ProviderInfo("encoder", "runner.providers.local.encoder:EncoderEmbedder", "embedder",
                      ("torch", "transformers", "sentence_transformers"),
                      "pip install torch transformers sentence-transformers",
                      description="local encoder model returning embeddings"),
-        ProviderInfo("openai", "runner.providers.openai_api:OpenAIGenerator", "generator", ("openai",),
+        ProviderInfo("openai", "runner.providers.api.openai:OpenAIGenerator", "generator", ("openai",),
                      "pip install openai", ("OPENAI_API_KEY",), concurrent=True,
                      description="OpenAI or any OpenAI-compatible server (vLLM, Ollama, llama.cpp)"),
-        ProviderInfo("gemini", "runner.providers.gemini_api:GeminiGenerator", "generator", ("google.genai",),
+        ProviderInfo("gemini", "runner.providers.api.gemini:GeminiGenerator", "generator", ("google.genai",),
                      "pip install google-genai", ("GEMINI_API_KEY", "GOOGLE_API_KEY"), concurrent=True,
                      description="Google Gemini through the google-genai SDK"),
     ]

@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
-from runner.errors import ProviderError
-from runner.settings import GenerationSettings
+from runner.core.errors import ProviderError
+from runner.core.settings import GenerationSettings
 
 if TYPE_CHECKING:
-    from runner.catalog import ModelSpec
+    from runner.providers.catalog import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import hashlib
 from collections import deque
 from typing import ClassVar
 
-from runner.errors import ModelUnavailable, ProviderError
+from runner.core.errors import ModelUnavailable, ProviderError
 from runner.providers.base import Generator, Request, Result
 
 BEHAVIOURS = ("echo", "canned", "fail", "flaky", "async-echo")

@@ -1,0 +1,1 @@
+"""The sub-commands: each has ``configure(parser)`` and ``execute(args) -> int``."""

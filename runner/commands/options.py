@@ -1,0 +1,47 @@
+"""Command-line options shared by several sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def csv_list(value: str) -> list[str]:
+    """An argparse type: a comma-separated list (empty items dropped)."""
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list")
+    return items
+
+
+def batch_size(value: str) -> int | str:
+    """An argparse type: a positive integer or ``auto``."""
+    if value == "auto":
+        return value
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a positive integer or 'auto'") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError("expected a positive integer or 'auto'")
+    return number
+
+
+def add_output_dir(parser: argparse.ArgumentParser) -> None:
+    """The ``--output-dir`` option shared by every sub-command."""
+    parser.add_argument("--output-dir", metavar="DIR", help="root of the saved answers (default: outputs)")
+
+
+def add_set_and_tag(parser: argparse.ArgumentParser) -> None:
+    """``--set`` and ``--tag`` for the commands that answer questions."""
+    parser.add_argument("--set", dest="question_set", metavar="NAME",
+                        help="question set the answers belong to (default: named after the questions file)")
+    parser.add_argument("--tag", metavar="NAME",
+                        help="save these answers as a named variant, beside answers made with other settings")
+
+
+def add_filters(parser: argparse.ArgumentParser) -> None:
+    """``--models`` and ``--persona`` as filters (for the read-only views)."""
+    parser.add_argument("--models", type=csv_list, metavar="A,B", help="only these models (names, aliases or slugs)")
+    parser.add_argument("--persona", type=csv_list, metavar="A,B", help="only these personas")
+    parser.add_argument("--set", dest="question_set", metavar="NAME",
+                        help="the question set (default: the only one, or the latest run's; score: all)")

@@ -1,0 +1,48 @@
+"""The ``report`` sub-command: write the self-contained HTML report of the saved answers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from runner.commands.options import add_filters, add_output_dir
+from runner.core.errors import UsageError
+from runner.views.answers import DEFAULT_OUTPUT_DIR, choose_set
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the ``report`` options to its sub-parser."""
+    parser.description = ("Write one self-contained HTML file (no external requests; opens from file://) of one "
+                          "question set: the run settings, a summary per model, the scores of multiple-choice "
+                          "answers, and every question's answers side by side (each multiple-choice answer with the "
+                          "letter it chose and whether that is right).")
+    add_output_dir(parser)
+    add_filters(parser)
+    parser.add_argument("--out", metavar="PATH", help="where to write the report (default: OUTPUT_DIR/report.html)")
+    parser.add_argument("--title", default="Model comparison report", help="the report's title")
+    parser.add_argument("--agreement", action="store_true",
+                        help="include how much the models agree (embeds every answer with an encoder model)")
+    parser.add_argument("--encoder", metavar="NAME", default=None,
+                        help="encoder model for --agreement (default: all-minilm-l6-v2, embedded)")
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Run ``report``; returns the exit status."""
+    from runner.views.report import write_report
+
+    if args.encoder and not args.agreement:
+        raise UsageError("--encoder is used with --agreement")
+    output_dir = args.output_dir or DEFAULT_OUTPUT_DIR
+    question_set, note = choose_set(output_dir, args.question_set)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    agreement = None
+    if args.agreement:
+        from runner.views.agreement import DEFAULT_ENCODER, measure_agreement
+
+        agreement = measure_agreement(output_dir, args.encoder or DEFAULT_ENCODER, models=args.models,
+                                      personas=args.persona, question_set=question_set)
+    path = write_report(output_dir, args.out, models=args.models, personas=args.persona, agreement=agreement,
+                        title=args.title, question_set=question_set)
+    print(f"Report written to {path} (open it in a browser: {path.resolve().as_uri()})")
+    return 0

@@ -1,0 +1,88 @@
+"""The ``run`` sub-command (the default): answer the questions with every selected model."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from runner.commands.options import add_output_dir, add_set_and_tag, batch_size, csv_list
+from runner.core.errors import UsageError
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    """Options of ``run``."""
+    p.add_argument("--questions", metavar="PATH", help="questions JSONL file (default: questions.jsonl)")
+    p.add_argument("--limit", type=int, metavar="N", help="answer only the first N questions")
+    p.add_argument("--models", type=csv_list, metavar="A,B",
+                   help="models to run: provider:model-id or catalog aliases (default: the embedded pair "
+                        "smollm2-135m-instruct,all-minilm-l6-v2); see the 'models' command")
+    p.add_argument("--persona", type=csv_list, metavar="NAME|PATH",
+                   help="persona name(s) from prompts/ or a path to a .md file; a,b runs each "
+                        "(default: oncology-researcher)")
+    p.add_argument("--system-prompt", metavar="TEXT", help="an inline system prompt (saved as persona 'custom')")
+    p.add_argument("--config", metavar="FILE", help="TOML file with settings and models; flags override it")
+    add_output_dir(p)
+    add_set_and_tag(p)
+    g = p.add_argument_group("generation settings")
+    g.add_argument("--max-new-tokens", type=int, metavar="N", help="most tokens per answer (default 512)")
+    g.add_argument("--temperature", type=float, metavar="T", help="0 = greedy and deterministic (default 0)")
+    g.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling cut-off")
+    g.add_argument("--seed", type=int, metavar="N", help="seed that makes sampling reproducible")
+    g.add_argument("--batch-size", type=batch_size, metavar="N|auto", help="local models: prompts per batch")
+    g.add_argument("--concurrency", type=int, metavar="N", help="API models: requests in flight (default 8)")
+    g.add_argument("--max-attempts", type=int, metavar="N", help="tries per answer on retryable errors (default 5)")
+    g.add_argument("--timeout", type=float, dest="timeout_s", metavar="SECONDS",
+                   help="per-request timeout for API models (default 120)")
+    h = p.add_argument_group("local models")
+    h.add_argument("--quantize", choices=["4bit", "8bit", "none"], help="quantize hf: models (needs CUDA)")
+    h.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="weights dtype for hf: models")
+    h.add_argument("--trust-remote-code", action="store_true", default=None,
+                   help="allow a model's own code from the hub to run (off by default)")
+    p.add_argument("--force", action="store_true",
+                   help="answer again what is already saved, replacing it (also answers made with other settings)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Answer the questions with every selected model; returns the exit status."""
+    from runner.commands.summary import print_summary
+    from runner.core.personas import resolve_personas
+    from runner.core.questions import load_questions
+    from runner.core.settings import ModelEntry, RunConfig, load_config, merge_settings
+    from runner.engine import run
+    from runner.providers.catalog import DEFAULT_MODELS
+
+    config = load_config(args.config) if args.config else RunConfig()
+    settings = merge_settings(config.settings, {k: getattr(args, k) for k in (
+        "max_new_tokens", "temperature", "top_p", "seed", "batch_size", "concurrency", "max_attempts", "timeout_s")})
+    if args.persona and args.system_prompt is not None:
+        raise UsageError("give either --persona or --system-prompt, not both")
+    system_prompt = args.system_prompt if args.system_prompt is not None else (
+        None if args.persona else config.system_prompt)
+    personas = resolve_personas(args.persona or config.personas, system_prompt)
+    questions_path = args.questions or config.questions
+    limit = args.limit if args.limit is not None else config.limit
+    if limit is not None and limit < 1:
+        raise UsageError("--limit must be a positive number")
+    questions = load_questions(questions_path, limit=limit)
+    entries: list[Any] = list(args.models or config.models or DEFAULT_MODELS)
+    entries = [_apply_local_flags(e if isinstance(e, ModelEntry) else ModelEntry(name=e), args) for e in entries]
+    report = run(questions, entries, personas, settings,
+                 output_dir=args.output_dir or config.output_dir, force=args.force or config.force,
+                 progress=not args.no_progress and not os.environ.get("NO_PROGRESS"),
+                 questions_path=questions_path, argv=getattr(args, "argv", None),
+                 question_set=args.question_set or config.question_set,
+                 tag=args.tag or config.tag)
+    print_summary(report)
+    return report.exit_status
+
+
+def _apply_local_flags(entry: Any, args: argparse.Namespace) -> Any:
+    """``--quantize``, ``--dtype`` and ``--trust-remote-code`` apply to every hf: model."""
+    from runner.providers.catalog import resolve_model
+
+    if resolve_model(entry).provider != "hf":
+        return entry
+    updates = {k: getattr(args, k) for k in ("quantize", "dtype", "trust_remote_code") if getattr(args, k) is not None}
+    return entry.model_copy(update=updates) if updates else entry

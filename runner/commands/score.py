@@ -1,0 +1,277 @@
+"""The ``score`` sub-command: accuracy on multiple-choice questions, a leaderboard table and a chart.
+
+``score`` alone scores what the store holds. Given a question set (``--questions``, ``--data``, ``--dataset``)
+and ``--models``, it first answers what is missing — ``--scoring generate`` through the usual run (medical-exam
+persona by default), ``--scoring loglik`` by log-likelihood (hf: models) — and then scores. The outputs,
+``scores.json``, ``leaderboard.md`` and ``scores.png``, go to the output root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from runner.commands.options import add_filters, add_output_dir, batch_size
+from runner.core.errors import ModelUnavailable, RunnerError, UsageError
+from runner.core.questions import Question
+from runner.core.store import SetRef
+
+log = logging.getLogger("runner")
+EXAM_PERSONA = "medical-exam"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of ``score``."""
+    parser.description = ("Score multiple-choice answers (questions with options and answer): accuracy per model, "
+                          "persona and task, written to scores.json, leaderboard.md and scores.png.")
+    add_output_dir(parser)
+    add_filters(parser)
+    parser.add_argument("--scoring", choices=["generate", "loglik"], default="generate",
+                        help="generate: extract the letter from saved free-text answers (every provider; default); "
+                             "loglik: log-likelihood of each choice, as lm-evaluation-harness (hf: models)")
+    src = parser.add_argument_group("questions to answer first (with --models)")
+    src.add_argument("--questions", metavar="PATH", help="a questions JSONL file (the run format)")
+    src.add_argument("--data", action="append", metavar="FILE",
+                     help="a benchmark file as distributed (JSONL, JSON or Parquet); may be repeated")
+    src.add_argument("--format", choices=["medqa", "medmcqa", "pubmedqa", "mmlu"],
+                     help="format of --data files (detected from the keys when left out)")
+    src.add_argument("--dataset", metavar="NAME",
+                     help="load through the datasets library: medqa, medmcqa, pubmedqa, mmlu_<subject>, a hub path "
+                          "or a local folder (online, or from its cache offline)")
+    src.add_argument("--split", metavar="NAME", help="--dataset split (default: the one the harness scores)")
+    src.add_argument("--subset", metavar="NAME", help="--dataset configuration name")
+    src.add_argument("--task", metavar="NAME", help="task name for the loaded questions (default: from the format)")
+    src.add_argument("--limit", type=int, metavar="N", help="only the first N questions of each source")
+    src.add_argument("--num-fewshot", type=int, default=0, metavar="K",
+                     help="put K solved examples in front of each question (default 0: zero-shot)")
+    src.add_argument("--fewshot-file", metavar="FILE", help="where the solved examples come from (first K)")
+    src.add_argument("--fewshot-split", metavar="NAME", help="with --dataset: the split the examples come from")
+    gen = parser.add_argument_group("answering")
+    gen.add_argument("--max-new-tokens", type=int, metavar="N", help="most tokens per free-text answer (default 512)")
+    gen.add_argument("--batch-size", type=batch_size, metavar="N|auto", help="local models: prompts per batch")
+    gen.add_argument("--concurrency", type=int, metavar="N", help="API models: requests in flight")
+    gen.add_argument("--tag", metavar="NAME",
+                     help="save these answers as a named variant, beside answers made with other settings")
+    gen.add_argument("--force", action="store_true",
+                     help="answer again what is already saved, replacing it (also answers made with other settings)")
+    gen.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Answer what is missing (when asked), score the store, write the outputs; returns the exit status."""
+    from runner.core.store import Store, check_tag
+    from runner.views.scores import collect_scores, render_markdown, truncation_warnings, write_outputs
+
+    output_dir = Path(args.output_dir or "outputs")
+    if args.num_fewshot < 0:
+        raise UsageError("--num-fewshot must be 0 or more")
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit must be a positive number")
+    check_tag(args.tag)
+    sources = _question_sets(args)
+    fewshot = _fewshot_examples(args) if args.num_fewshot else []
+    status = 0
+    if sources is not None and not args.models:
+        raise UsageError("--models is needed to answer the questions (or leave out the question source to score "
+                         "what is saved)")
+    if args.scoring == "loglik" and args.models:
+        status = _run_loglik(args, sources, fewshot, output_dir)
+    elif sources is not None:
+        if fewshot:
+            sources = [(_fewshot_set(ref, len(fewshot), args), [_with_examples(q, fewshot) for q in questions])
+                       for ref, questions in sources]
+        status = _run_generate(args, sources, output_dir)
+    personas = set(args.persona) if args.persona else ({EXAM_PERSONA} if sources is not None else None)
+    wanted = {(ref.name, q.n, q.question) for ref, qs in sources for q in qs} if sources is not None else None
+    sets = {args.question_set} if args.question_set and sources is None else None
+    if sets and args.question_set not in Store(output_dir).set_names():
+        raise UsageError(f"no question set {args.question_set!r} under {output_dir}; saved sets: "
+                         f"{', '.join(Store(output_dir).set_names()) or '(none)'}")
+    scores = collect_scores(Store(output_dir).iter_records(), models=_model_names(args.models),
+                            personas=personas, questions=wanted, sets=sets)
+    paths = write_outputs(scores, output_dir)
+    print(render_markdown(scores), end="")
+    for warning in truncation_warnings(scores):
+        log.warning("warning: %s", warning)
+    print(f"Scores: {paths['json']}; leaderboard: {paths['markdown']}"
+          + (f"; chart: {paths['chart']}" if paths["chart"] else ""))
+    return status
+
+
+QuestionSets = list[tuple["SetRef", list[Question]]]
+
+
+def _question_sets(args: argparse.Namespace) -> QuestionSets | None:
+    """The multiple-choice question sets named on the command line (one per file or dataset), or None."""
+    from runner.core.questions import load_questions
+    from runner.core.store import SetRef, set_name_for
+    from runner.tasks.loaders import load_benchmark, load_hub_dataset
+
+    chosen = [flag for flag, value in (("--questions", args.questions), ("--data", args.data),
+                                       ("--dataset", args.dataset)) if value]
+    if len(chosen) > 1:
+        raise UsageError(f"give one question source, not {' and '.join(chosen)}")
+    if args.questions:
+        loaded = load_questions(args.questions, limit=args.limit)
+        questions = [q for q in loaded if q.is_multiple_choice]
+        if not questions:
+            raise UsageError(f"{args.questions}: no multiple-choice questions (with options and answer)")
+        return [(SetRef.for_path(args.questions, args.question_set), questions)]
+    if args.data:
+        if args.question_set and len(args.data) > 1:
+            raise UsageError("--set names one question set; give it with a single --data file")
+        return [(SetRef.for_path(path, args.question_set), load_benchmark(path, args.format, args.task, args.limit))
+                for path in args.data]
+    if args.dataset:
+        ref = SetRef(name=args.question_set or set_name_for(args.dataset.rstrip("/").replace("/", "_")),
+                     source=f"dataset:{args.dataset}:{args.subset or ''}:{args.split or ''}",
+                     explicit=bool(args.question_set))
+        return [(ref, load_hub_dataset(args.dataset, args.format, args.split, args.subset, args.task, args.limit))]
+    return None
+
+
+def _fewshot_set(ref: SetRef, k: int, args: argparse.Namespace) -> SetRef:
+    """Questions with K examples in front are another question set (``<set>-<K>shot``) unless --set names one."""
+    import dataclasses as dc
+
+    return ref if args.question_set else dc.replace(ref, name=f"{ref.name}-{k}shot")
+
+
+def _fewshot_examples(args: argparse.Namespace) -> list[Question]:
+    """The first K solved examples from --fewshot-file or --fewshot-split (the harness's first_n sampler)."""
+    from runner.tasks.loaders import load_benchmark, load_hub_dataset
+
+    k = args.num_fewshot
+    if args.fewshot_file:
+        examples = load_benchmark(args.fewshot_file, args.format, args.task, limit=k)
+        where = args.fewshot_file
+    elif args.fewshot_split and args.dataset:
+        examples = load_hub_dataset(args.dataset, args.format, args.fewshot_split, args.subset, args.task, limit=k)
+        where = f"{args.dataset} split {args.fewshot_split}"
+    else:
+        raise UsageError("--num-fewshot needs --fewshot-file FILE (or --dataset with --fewshot-split): the examples "
+                         "must not come from the questions being scored")
+    if len(examples) < k:
+        raise UsageError(f"--num-fewshot {k}: {where} has only {len(examples)} example(s)")
+    return examples
+
+
+def _with_examples(q: Question, examples: list[Question]) -> Question:
+    """The question with K solved examples in front, in the harness's layout (blank line between)."""
+    shots = ""
+    for ex in examples:
+        options = "".join(f"{letter}. {text}\n" for letter, text in (ex.options or {}).items())
+        context = f"Context: {ex.context}\n" if ex.context else ""
+        shots += f"{context}Question: {ex.question}\n{options}Answer: {ex.answer}\n\n"
+    return dataclasses.replace(q, question=shots + q.question)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from runner.core.settings import GenerationSettings, merge_settings
+
+    return merge_settings(GenerationSettings(), {"max_new_tokens": args.max_new_tokens,
+                                                 "batch_size": args.batch_size, "concurrency": args.concurrency})
+
+
+def _run_generate(args: argparse.Namespace, sources: QuestionSets, output_dir: Path) -> int:
+    from runner.commands.summary import print_summary
+    from runner.engine import run
+
+    status = 0
+    for ref, questions in sources:
+        report = run(questions, args.models, args.persona or [EXAM_PERSONA], _settings(args), output_dir=output_dir,
+                     force=args.force, progress=_progress(args), questions_path=ref.source if ref.source and
+                     not ref.source.startswith("dataset:") else None, argv=["score", *sys.argv[2:]],
+                     question_set=ref, tag=args.tag)
+        print_summary(report, sys.stderr)
+        status = max(status, report.exit_status)
+    return status
+
+
+def _run_loglik(args: argparse.Namespace, sources: QuestionSets | None, fewshot: list[Question],
+                output_dir: Path) -> int:
+    from runner.core.store import Store
+    from runner.engine.loglik import loglik_persona, plan_loglik, score_and_save
+    from runner.engine.manifest import build_manifest, new_run_id
+    from runner.engine.variants import format_conflicts
+    from runner.providers.catalog import resolve_model
+
+    specs = [resolve_model(name) for name in args.models]
+    wrong = [s.label for s in specs if s.provider != "hf"]
+    if wrong:
+        raise UsageError(f"--scoring loglik needs local hf: models (it reads the model's probabilities); "
+                         f"not: {', '.join(wrong)}. Score API models with --scoring generate")
+    store = Store(output_dir)
+    settings, status, run_id = _settings(args), 0, new_run_id()
+    with store.lock():
+        if sources is None:
+            sources = questions_in_store(store, args.question_set)
+            if not sources:
+                raise UsageError(f"no multiple-choice questions in {output_dir}; give --questions, --data or --dataset")
+        plans = []
+        for ref, questions in sources:
+            space = store.questions_set(ref.name)
+            space.claim(ref)
+            plans += [plan_loglik(spec, questions, fewshot, space, args.tag, args.force) for spec in specs]
+        conflicts = [p.conflict for p in plans if p.conflict.count]
+        if conflicts and not args.force:
+            raise UsageError(format_conflicts(conflicts, output_dir))
+        manifest = build_manifest(run_id, [q for _, qs in sources for q in qs], args.questions, specs,
+                                  [loglik_persona(len(fewshot))], settings, ["score", *sys.argv[2:]])
+        manifest.update(method="loglik", sets=[ref.name for ref, _ in sources], tag=args.tag)
+        summaries = []
+        for plan in plans:
+            try:
+                summaries.append(score_and_save(plan, settings, run_id, fewshot))
+                log.info("%s [%s]: %d question(s) scored by log-likelihood, %d already saved", plan.label,
+                         plan.space.name, summaries[-1]["scored"], summaries[-1]["skipped"])
+            except (ModelUnavailable, RunnerError, OSError) as exc:
+                log.error("%s: cannot score by log-likelihood: %s", plan.label, exc)
+                summaries.append({"model": plan.spec.name, "set": plan.space.name, "error": str(exc)})
+                status = 1
+        manifest.update(status="finished", summary=summaries)
+        store.write_manifest(run_id, manifest)
+    return status
+
+
+def questions_in_store(store: Any, question_set: str | None = None) -> QuestionSets:
+    """The multiple-choice questions found in the store's answers, per question set, one per question number."""
+    found: dict[str, dict[int, Question]] = {}
+    for record in store.iter_records(question_set):
+        n, options, answer = record.get("n"), record.get("options"), record.get("answer")
+        if not isinstance(n, int) or not options or not answer or record.get("kind") == "loglik":
+            continue
+        q = Question(n=n, question=record.get("question") or "", id=record.get("question_id"), options=options,
+                     answer=answer, context=record.get("context"), task=record.get("task"))
+        in_set = found.setdefault(record["set"], {})
+        if n in in_set and in_set[n].content_hash() != q.content_hash():
+            log.warning("question %d of set %s differs between saved answers; scoring the first one found",
+                        n, record["set"])
+            continue
+        in_set.setdefault(n, q)
+    return [(SetRef(name), [qs[n] for n in sorted(qs)]) for name, qs in sorted(found.items())]
+
+
+def _model_names(models: list[str] | None) -> set[str] | None:
+    """Every way a selected model can appear in a record: as given, canonical name, alias, slug."""
+    if not models:
+        return None
+    from runner.providers.catalog import resolve_model
+
+    names = set(models)
+    for name in models:
+        try:
+            spec = resolve_model(name)
+        except UsageError:
+            continue
+        names.update(n for n in (spec.name, spec.alias, spec.slug, spec.model_id) if n)
+    return names
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not args.no_progress and not os.environ.get("NO_PROGRESS")

@@ -1,0 +1,1 @@
+"""The core: errors, settings, questions, personas, credentials and the output store. Knows nothing of models."""

@@ -1,0 +1,106 @@
+"""Personas: expert system prompts, one per file in ``prompts/`` (name = file name without ``.md``)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.core.errors import InputError, UsageError
+
+DEFAULT_PERSONA = "oncology-researcher"
+BUNDLED_DIR = Path(__file__).resolve().parents[2] / "prompts"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Persona:
+    """A named system prompt. ``source`` is the file it came from, or ``inline``."""
+
+    name: str
+    text: str
+    source: str
+
+    @property
+    def summary(self) -> str:
+        """The first sentence of the prompt, for listings."""
+        first = " ".join(self.text.split())
+        match = re.match(r"(.+?[.!?])(\s|$)", first)
+        sentence = match.group(1) if match else first
+        return sentence if len(sentence) <= 110 else sentence[:107] + "..."
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the prompt text (part of each answer's cache key)."""
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+def persona_dirs() -> list[Path]:
+    """Folders searched for personas: ``./prompts`` first, then the bundled one."""
+    dirs = [Path.cwd() / "prompts", BUNDLED_DIR]
+    unique: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
+            unique.append(d)
+    return unique
+
+
+def list_personas() -> list[Persona]:
+    """Every persona found, by name (a name in ``./prompts`` hides the bundled one)."""
+    found: dict[str, Persona] = {}
+    for folder in persona_dirs():
+        for path in sorted(folder.glob("*.md")):
+            if path.stem not in found and NAME_RE.match(path.stem):
+                try:
+                    found[path.stem] = read_persona_file(path)
+                except InputError:
+                    continue
+    return [found[name] for name in sorted(found)]
+
+
+def read_persona_file(path: Path, name: str | None = None) -> Persona:
+    """Load one persona file; an empty, unreadable or missing file is an InputError."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise InputError(str(path), None, "persona file not found") from None
+    except UnicodeDecodeError:
+        raise InputError(str(path), None, "persona file is not valid UTF-8") from None
+    except OSError as exc:
+        raise InputError(str(path), None, f"cannot read persona file: {exc.strerror}") from None
+    if not text:
+        raise InputError(str(path), None, "persona file is empty")
+    stem = name or path.stem
+    if not NAME_RE.match(stem):
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", stem).lstrip("._-")[:64] or "persona"
+    return Persona(name=stem, text=text, source=str(path))
+
+
+def resolve_persona(spec: str) -> Persona:
+    """A persona by name (``cardiologist``) or by path (``my/prompt.md``)."""
+    spec = spec.strip()
+    if not spec:
+        raise UsageError("empty persona name")
+    if "/" in spec or "\\" in spec or spec.endswith((".md", ".txt")):
+        return read_persona_file(Path(spec))
+    for folder in persona_dirs():
+        path = folder / f"{spec}.md"
+        if path.is_file():
+            return read_persona_file(path)
+    known = ", ".join(p.name for p in list_personas()) or "(none found)"
+    raise UsageError(f"unknown persona {spec!r}; known personas: {known} (or give a path to a .md file)")
+
+
+def resolve_personas(specs: list[str], system_prompt: str | None = None) -> list[Persona]:
+    """Resolve ``--persona a,b`` or an inline ``--system-prompt`` (named ``custom``)."""
+    if system_prompt is not None:
+        if not system_prompt.strip():
+            raise UsageError("--system-prompt is empty")
+        return [Persona(name="custom", text=system_prompt.strip(), source="inline")]
+    personas = [resolve_persona(s) for s in specs]
+    names = [p.name for p in personas]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise UsageError(f"persona given twice: {', '.join(sorted(dupes))}")
+    return personas

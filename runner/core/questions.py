@@ -1,0 +1,176 @@
+"""Questions: the JSONL format, its validation, and the user message each question becomes.
+
+The whole file is validated before any model loads; the first problem found is reported as
+``file:line: problem`` (an InputError, exit status 2) and nothing is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.core.errors import InputError
+
+MAX_LINE_CHARS = 1_000_000
+KNOWN_KEYS = {"question", "id", "options", "answer", "context", "task"}
+LETTERS = string.ascii_uppercase
+
+
+@dataclass(frozen=True)
+class Question:
+    """One validated question. ``n`` is its 1-based position among the file's non-blank lines."""
+
+    n: int
+    question: str
+    line: int = 0
+    id: str | None = None
+    options: dict[str, str] | None = None
+    answer: str | None = None
+    context: str | None = None
+    task: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_multiple_choice(self) -> bool:
+        """True when the question has options and a known answer letter."""
+        return bool(self.options) and self.answer is not None
+
+    def content_hash(self) -> str:
+        """A hash of everything that is sent to a model (text, context, options)."""
+        blob = json.dumps([self.question, self.context, self.options], ensure_ascii=False, sort_keys=True)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def format_user_message(q: Question) -> str:
+    """The text sent to a model as the user turn: context, question and lettered options."""
+    parts = []
+    if q.context:
+        parts.append(f"Context: {q.context}")
+    parts.append(q.question)
+    if q.options:
+        parts.append("\n".join(f"{letter}. {text}" for letter, text in q.options.items()))
+        parts.append("Answer with the letter of the best option, e.g. 'Answer: A', and explain briefly.")
+    return "\n\n".join(parts)
+
+
+def load_questions(path: str | Path, limit: int | None = None) -> list[Question]:
+    """Read and validate a questions JSONL file; return the first ``limit`` questions."""
+    path = Path(path)
+    name = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(name, None, "questions file not found") from None
+    except IsADirectoryError:
+        raise InputError(name, None, "is a directory, not a questions file") from None
+    except PermissionError:
+        raise InputError(name, None, "permission denied reading the questions file") from None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    questions: list[Question] = []
+    seen_ids: dict[str, int] = {}
+    for lineno, line_bytes in enumerate(raw.split(b"\n"), start=1):
+        try:
+            line = line_bytes.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(name, lineno, f"not valid UTF-8 (byte {exc.start + 1} of the line)") from None
+        if not line.strip():
+            continue
+        q = parse_line(line, name, lineno, n=len(questions) + 1)
+        if q.id is not None:
+            if q.id in seen_ids:
+                raise InputError(name, lineno, f"duplicate id {q.id!r} (first used on line {seen_ids[q.id]})")
+            seen_ids[q.id] = lineno
+        questions.append(q)
+    if not questions:
+        raise InputError(name, None, "no questions in the file (it is empty or only blank lines)")
+    return questions[:limit] if limit else questions
+
+
+def parse_line(line: str, name: str, lineno: int, n: int) -> Question:
+    """Validate one non-blank JSONL line and build its Question."""
+    if len(line) > MAX_LINE_CHARS:
+        raise InputError(name, lineno, f"line is {len(line):,} characters long; the limit is {MAX_LINE_CHARS:,}")
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(name, lineno, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+    except RecursionError:
+        raise InputError(name, lineno, "invalid JSON: nested too deeply") from None
+    if not isinstance(obj, dict):
+        raise InputError(name, lineno, f"expected a JSON object, got {type(obj).__name__}")
+    text = obj.get("question")
+    if "question" not in obj:
+        raise InputError(name, lineno, "missing 'question'")
+    if not isinstance(text, str):
+        raise InputError(name, lineno, f"'question' must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise InputError(name, lineno, "'question' is empty")
+    _check_text(text, "question", name, lineno)
+    qid = obj.get("id")
+    if qid is not None:
+        if isinstance(qid, bool) or not isinstance(qid, (str, int)):
+            raise InputError(name, lineno, "'id' must be a string or an integer")
+        qid = str(qid)
+    context = _optional_str(obj, "context", name, lineno)
+    task = _optional_str(obj, "task", name, lineno)
+    options = _parse_options(obj.get("options"), name, lineno) if "options" in obj else None
+    answer = obj.get("answer")
+    if answer is not None:
+        if options is None:
+            raise InputError(name, lineno, "'answer' given without 'options'")
+        if not isinstance(answer, str) or answer.strip().upper() not in options:
+            raise InputError(name, lineno, f"'answer' {answer!r} is not one of the options {', '.join(options)}")
+        answer = answer.strip().upper()
+    extra = {k: v for k, v in obj.items() if k not in KNOWN_KEYS}
+    return Question(n=n, question=text, line=lineno, id=qid, options=options, answer=answer,
+                    context=context, task=task, extra=extra)
+
+
+def _optional_str(obj: dict[str, Any], key: str, name: str, lineno: int) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InputError(name, lineno, f"'{key}' must be a string, got {type(value).__name__}")
+    _check_text(value, key, name, lineno)
+    return value
+
+
+def _check_text(text: str, key: str, name: str, lineno: int) -> None:
+    for ch in text:
+        if (ord(ch) < 32 and ch not in "\t\n\r") or ord(ch) == 127:
+            raise InputError(name, lineno, f"'{key}' contains the control character U+{ord(ch):04X}")
+
+
+def _parse_options(value: Any, name: str, lineno: int) -> dict[str, str]:
+    if isinstance(value, list):
+        if len(value) > len(LETTERS):
+            raise InputError(name, lineno, f"too many options ({len(value)}); at most {len(LETTERS)}")
+        value = dict(zip(LETTERS, value, strict=False))
+    elif isinstance(value, dict):
+        fixed = {}
+        for key, text in value.items():
+            letter = key.strip().upper()
+            if len(letter) != 1 or letter not in LETTERS:
+                raise InputError(name, lineno, f"option key {key!r} is not a single letter A-Z")
+            fixed[letter] = text
+        value = fixed
+    else:
+        raise InputError(name, lineno, "'options' must be an object (letter -> text) or a list")
+    if len(value) < 2:
+        raise InputError(name, lineno, f"'options' needs at least two options, got {len(value)}")
+    for letter, text in value.items():
+        if not isinstance(text, str) or not text.strip():
+            raise InputError(name, lineno, f"option {letter} must be a non-empty string")
+        _check_text(text, f"option {letter}", name, lineno)
+    return value
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (recorded in the manifest)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -1,0 +1,121 @@
+"""Typed settings: one GenerationSettings object shared by every provider, and the run configuration.
+
+Flags override a TOML config file (``--config``); an unknown key anywhere is an error.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from runner.core.errors import InputError, UsageError
+
+
+class GenerationSettings(BaseModel):
+    """How every model is asked to generate; the same object reaches every provider."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_new_tokens: int = Field(512, ge=1, le=1_000_000, description="Most tokens to generate per answer.")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 means greedy, deterministic decoding.")
+    top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus sampling cut-off (sampling only).")
+    seed: int | None = Field(None, ge=0, description="Seed that makes sampling reproducible.")
+    batch_size: int | Literal["auto"] = Field("auto", description="Local models: prompts per forward pass.")
+    concurrency: int = Field(8, ge=1, le=1024, description="API models: requests in flight at once.")
+    max_attempts: int = Field(5, ge=1, le=50, description="Tries per answer for retryable errors.")
+    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout for API models, in seconds.")
+    retry_initial_wait_s: float = Field(1.0, ge=0, description="First backoff wait; doubles per attempt.")
+    retry_max_wait_s: float = Field(60.0, ge=0, description="Longest single backoff wait (Retry-After capped too).")
+
+    @field_validator("batch_size")
+    @classmethod
+    def _positive_batch(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be a positive integer or 'auto'")
+        return value
+
+    @property
+    def greedy(self) -> bool:
+        """True when decoding is deterministic (temperature 0)."""
+        return self.temperature == 0.0
+
+    def answer_key_fields(self) -> dict[str, Any]:
+        """The settings that change an answer (and so belong in the re-run cache key)."""
+        fields: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature}
+        if not self.greedy:
+            fields["top_p"] = self.top_p
+            fields["seed"] = self.seed
+        return fields
+
+
+class ModelEntry(BaseModel):
+    """A model as written in a config file: its name plus optional per-model options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="provider:model-id or a catalog alias.")
+    base_url: str | None = Field(None, description="OpenAI-compatible server URL for this model.")
+    prompt_format: Literal["chat", "chat-no-system", "alpaca", "plain"] | None = None
+    quantize: Literal["4bit", "8bit", "none"] | None = None
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None
+    trust_remote_code: bool | None = None
+    price_input_per_mtok: float | None = Field(None, ge=0)
+    price_output_per_mtok: float | None = Field(None, ge=0)
+    slug: str | None = Field(None, description="Output folder name, when the default would clash.")
+
+
+class RunConfig(BaseModel):
+    """Everything a run needs besides the command line; loaded from TOML, overridden by flags."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    questions: str = "questions.jsonl"
+    output_dir: str = "outputs"
+    personas: list[str] = Field(default_factory=lambda: ["oncology-researcher"])
+    system_prompt: str | None = None
+    models: list[str | ModelEntry] = Field(default_factory=list)
+    limit: int | None = Field(None, ge=1)
+    force: bool = False
+    question_set: str | None = Field(None, alias="set", description="Question set the answers belong to.")
+    tag: str | None = Field(None, description="Save the answers as this named variant.")
+    settings: GenerationSettings = Field(default_factory=GenerationSettings)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a TOML config file; every problem names the file (and key) at fault."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(str(path), None, "config file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(str(path), None, f"not valid TOML: {exc}") from None
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(str(path), None, format_validation_error(exc)) from None
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """Turn a pydantic error into one readable line per problem."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{where}: {msg}")
+    return "; ".join(parts)
+
+
+def merge_settings(base: GenerationSettings, overrides: dict[str, Any]) -> GenerationSettings:
+    """Return ``base`` with the given (non-None) overrides applied and validated."""
+    data = base.model_dump()
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return GenerationSettings.model_validate(data)
+    except ValidationError as exc:
+        raise UsageError(f"invalid setting: {format_validation_error(exc)}") from None

@@ -1,0 +1,417 @@
+"""The output store: question sets, each holding ``<persona>/<model-folder>/<n>.txt`` plus ``<n>.json`` records.
+
+Layout (store version 2)::
+
+    <root>/<set>/set.json                       where the set's questions came from
+    <root>/<set>/<persona>/<model>[@<tag>]/<n>.txt and <n>.json
+    <root>/runs/<run-id>.json                   one manifest per run
+
+A *set* is one questions file or dataset (named after it, or ``--set NAME``), so two question sets share one
+root without ever meeting under the same numbers. A *tag* names a variant of a model's answers (another persona
+text, other settings) kept beside the untagged ones. Stores written before sets existed (``<root>/<persona>/…``,
+version 1) are read in place and moved into sets by the first run that takes the lock (``migrate_legacy``).
+
+Every file is written atomically (temporary file, then rename), so a process killed at any moment leaves the old
+file or the new one, never a part. The ``.json`` record is written last and is the commit marker: an answer counts
+as saved only when its record exists, parses, and its key matches. Files are not fsync'd one by one (two fsyncs
+per answer cost more than the answers of a fast server); after a power loss a record the filesystem did not keep
+is simply answered again. Temporary files left by a killed run are swept at the start of the next one. Nothing
+here knows about models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from runner.core.errors import UsageError
+
+SAFE_PART = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,127}$")
+TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,47}$")
+RUNS_DIR = "runs"
+SET_FILE = "set.json"
+LEGACY_SET = "legacy"
+DEFAULT_SET = "questions"
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def set_name_for(source: str | Path | None) -> str:
+    """The default set name of a questions file or dataset: its file stem (``medqa_test.jsonl`` -> ``medqa_test``)."""
+    if source is None:
+        return DEFAULT_SET
+    stem = Path(str(source)).name
+    for suffix in (".jsonl", ".json", ".parquet", ".gz"):
+        stem = stem.removesuffix(suffix)
+    name = re.sub(r"[^A-Za-z0-9._+-]", "_", stem).lstrip("._")[:64]
+    return name if name and name != RUNS_DIR else DEFAULT_SET
+
+
+def check_tag(tag: str | None) -> str | None:
+    """A valid variant tag (letters, digits, ``._+-``; up to 48 characters), or a UsageError."""
+    if tag is not None and not TAG_RE.match(tag):
+        raise UsageError(f"invalid --tag {tag!r}: use letters, digits and ._+- (up to 48 characters, "
+                         "starting with a letter or digit)")
+    return tag
+
+
+def with_tag(name: str, tag: str | None) -> str:
+    """A model's folder or label for a named variant (``slug@tag``, ``label@tag``); the name alone without a tag."""
+    return f"{name}@{tag}" if tag else name
+
+
+@dataclass(frozen=True)
+class SetRef:
+    """Which question set a run writes to.
+
+    ``source`` says where the questions came from (a resolved file path or ``dataset:NAME``; None when unknown);
+    ``explicit`` is True when the user named the set (``--set``), which lets a run join a set of another source.
+    """
+
+    name: str
+    source: str | None = None
+    explicit: bool = False
+
+    @classmethod
+    def for_path(cls, path: str | Path | None, name: str | None = None) -> SetRef:
+        """The set of a questions file: named after the file unless ``name`` is given."""
+        source = str(Path(path).resolve()) if path is not None else None
+        return cls(name=name or set_name_for(path), source=source, explicit=name is not None)
+
+
+class SetStore:
+    """Reads and writes the answers of one question set."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        if not SAFE_PART.match(name) or name in (".", "..", RUNS_DIR):
+            raise UsageError(f"invalid question set name {name!r}: use letters, digits and ._+- (not 'runs')")
+        self.root, self.name = root, name
+        self.path = root / name
+        self._checked: dict[tuple[str, str], Path] = {}
+
+    def model_dir(self, persona: str, folder: str) -> Path:
+        """The folder of one model (``slug`` or ``slug@tag``) under one persona; refuses any escaping part."""
+        if (persona, folder) in self._checked:
+            return self._checked[persona, folder]
+        slug, _, tag = folder.partition("@")
+        for part in (persona, slug):
+            if not SAFE_PART.match(part) or part in (".", ".."):
+                raise UsageError(f"unsafe name for an output folder: {part!r}")
+        if tag:
+            check_tag(tag)
+        path = self.path / persona / folder
+        root = self.root.resolve()
+        if root not in path.resolve().parents:
+            raise UsageError(f"output folder {path} would leave {self.root}")
+        self._checked[persona, folder] = path
+        return path
+
+    def load_record(self, persona: str, folder: str, n: int) -> dict[str, Any] | None:
+        """The saved record of answer ``n``, or None (missing or unreadable records count as absent)."""
+        path = self.model_dir(persona, folder) / f"{n}.json"
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def is_done(self, persona: str, folder: str, n: int, key: str) -> bool:
+        """True when answer ``n`` is saved, succeeded, and was made for exactly this key."""
+        record = self.load_record(persona, folder, n)
+        return bool(record and record.get("key") == key and not record.get("error"))
+
+    def save(self, persona: str, folder: str, n: int, record: dict[str, Any], body: str | None) -> None:
+        """Save one answer: the ``.txt`` body (when there is one), then the record that commits it.
+
+        A failed answer never replaces a saved, successful answer to the same key.
+        """
+        path = self.model_dir(persona, folder)
+        if record.get("error"):
+            if self.is_done(persona, folder, n, record["key"]):
+                return
+            stale = path / f"{n}.txt"
+            if stale.exists():
+                stale.unlink()
+        elif body is not None:
+            atomic_write(path / f"{n}.txt", body)
+        atomic_write(path / f"{n}.json", json.dumps(record, ensure_ascii=False, indent=1) + "\n")
+
+    def write_embedding_matrix(self, persona: str, folder: str) -> Path | None:
+        """Write ``embeddings.npy`` (rows in question order) and ``embeddings.json`` (row -> n) for an encoder."""
+        import io
+
+        import numpy as np
+
+        path = self.model_dir(persona, folder)
+        rows = []
+        for record in _records_in(path):
+            if record.get("embedding") and not record.get("error"):
+                rows.append((record["n"], record["embedding"]))
+        if not rows:
+            return None
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray([v for _, v in rows], dtype=np.float32))
+        atomic_write(path / "embeddings.npy", buffer.getvalue())
+        atomic_write(path / "embeddings.json", json.dumps({"rows": [n for n, _ in rows]}) + "\n")
+        return path / "embeddings.npy"
+
+    def info(self) -> dict[str, Any] | None:
+        """The set's ``set.json`` (where its questions came from), or None before the set exists."""
+        try:
+            data = json.loads((self.path / SET_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def claim(self, ref: SetRef) -> None:
+        """Create the set, or check that this run's questions belong in it.
+
+        A set named after a file refuses questions from another file of the same name unless the user
+        named the set (``--set``): two files never meet under the same question numbers by accident.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise UsageError(f"{self.path} exists and is not a question set folder; choose another --set NAME")
+        info = self.info()
+        if info is None:
+            data = {"name": self.name, "source": ref.source,
+                    "created": datetime.now(UTC).isoformat(timespec="seconds")}
+            atomic_write(self.path / SET_FILE, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
+            return
+        saved = info.get("source")
+        if ref.explicit or saved is None or ref.source is None or saved == ref.source:
+            return
+        raise UsageError(f"question set {self.name!r} in {self.root} holds answers to {saved}, not to {ref.source}; "
+                         f"give this one its own name with --set NAME, or add it to that set with --set {self.name}")
+
+
+class Store:
+    """The output root: its question sets, run manifests and lock."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self._sets: dict[str, SetStore] = {}
+
+    def questions_set(self, name: str) -> SetStore:
+        """The store of one question set (created on first write)."""
+        if name not in self._sets:
+            self._sets[name] = SetStore(self.root, name)
+        return self._sets[name]
+
+    def check_writable(self) -> None:
+        """Fail early, with a clear message, when the output root cannot be written."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".write-test-"):
+                pass
+        except OSError as exc:
+            raise UsageError(f"output directory {self.root} is not writable: {exc.strerror or exc}") from None
+
+    def sweep_temporary_files(self) -> int:
+        """Remove ``.*.tmp`` files a killed run left behind; returns how many."""
+        count = 0
+        if self.root.is_dir():
+            for path in self.root.rglob(".*.tmp"):
+                with suppress(OSError):
+                    path.unlink()
+                    count += 1
+        return count
+
+    def write_manifest(self, run_id: str, manifest: dict[str, Any]) -> Path:
+        """Write (or rewrite) the manifest of one run under ``<root>/runs/``."""
+        path = self.root / RUNS_DIR / f"{run_id}.json"
+        atomic_write(path, json.dumps(manifest, ensure_ascii=False, indent=1) + "\n")
+        return path
+
+    def manifests(self) -> list[dict[str, Any]]:
+        """Every run manifest, oldest first."""
+        folder = self.root / RUNS_DIR
+        out = []
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict):
+                out.append(data)
+        return out
+
+    def set_dirs(self) -> list[Path]:
+        """The question set folders under the root, by name."""
+        return [p for p in _subdirs(self.root) if p.name != RUNS_DIR and _is_set(p)]
+
+    def set_names(self) -> list[str]:
+        """Every question set that holds records, legacy (version 1) ones included."""
+        names = {p.name for p in self.set_dirs()}
+        if self._legacy_dirs():
+            names.update(r["set"] for r in self._legacy_records())
+        return sorted(names)
+
+    def iter_records(self, set_name: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every saved record (of one set, or all), in a stable order; each carries its ``set``."""
+        for set_dir in self.set_dirs():
+            if set_name is not None and set_dir.name != set_name:
+                continue
+            for persona_dir in _subdirs(set_dir):
+                for folder in _subdirs(persona_dir):
+                    for record in _records_in(folder):
+                        record["set"] = set_dir.name
+                        yield record
+        for record in self._legacy_records():
+            if set_name is None or record["set"] == set_name:
+                yield record
+
+    def _legacy_dirs(self) -> list[Path]:
+        return [p for p in _subdirs(self.root) if p.name != RUNS_DIR and _is_legacy_persona(p)]
+
+    def _legacy_records(self) -> Iterator[dict[str, Any]]:
+        """Records of a version-1 store (``<root>/<persona>/<model>/``), each given the set of its run."""
+        legacy = self._legacy_dirs()
+        if not legacy:
+            return
+        runs = {m.get("run_id"): m for m in self.manifests()}
+        for persona_dir in legacy:
+            for folder in _subdirs(persona_dir):
+                for record in _records_in(folder):
+                    record["set"] = legacy_set_name(runs.get(record.get("run_id")))
+                    yield record
+
+    def migrate_legacy(self) -> int:
+        """Move a version-1 store's answers into question sets (the set of the run that made each); returns how many.
+
+        Each answer's ``.txt`` moves before its record, so a kill half-way leaves every answer whole, in one
+        place or the other; the next run finishes the move. Encoder matrices are rebuilt per set.
+        """
+        legacy = self._legacy_dirs()
+        if not legacy:
+            return 0
+        runs = {m.get("run_id"): m for m in self.manifests()}
+        moved, encoders = 0, set()
+        for persona_dir in legacy:
+            for folder in _subdirs(persona_dir):
+                for path in _numbered(folder):
+                    try:
+                        record = json.loads(path.read_text(encoding="utf-8"))
+                    except (OSError, ValueError):
+                        record = {}
+                    target = self.questions_set(legacy_set_name(runs.get(record.get("run_id"))))
+                    if target.info() is None:
+                        target.claim(SetRef(target.name))
+                    dest = target.model_dir(persona_dir.name, folder.name)
+                    dest.mkdir(parents=True, exist_ok=True)
+                    body = path.with_suffix(".txt")
+                    if body.exists():
+                        os.replace(body, dest / body.name)
+                    os.replace(path, dest / path.name)
+                    moved += 1
+                    if record.get("embedding"):
+                        encoders.add((target.name, persona_dir.name, folder.name))
+                for extra in ("embeddings.npy", "embeddings.json"):
+                    with suppress(OSError):
+                        (folder / extra).unlink()
+                with suppress(OSError):
+                    _remove_empty(folder)
+            with suppress(OSError):
+                _remove_empty(persona_dir)
+        for set_name, persona, folder_name in sorted(encoders):
+            self.questions_set(set_name).write_embedding_matrix(persona, folder_name)
+        return moved
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the output root's lock for a run; a second run into the same root fails clearly."""
+        from filelock import FileLock, Timeout
+
+        self.check_writable()
+        lock = FileLock(str(self.root / ".lock"), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise UsageError(f"another run is writing to {self.root} (lock file {self.root / '.lock'}); "
+                             "wait for it to finish or use a different --output-dir") from None
+        try:
+            self.sweep_temporary_files()
+            moved = self.migrate_legacy()
+            if moved:
+                import logging
+
+                logging.getLogger("runner").info("%s: moved %d saved answer(s) into question sets "
+                                                 "(the store layout of this version)", self.root, moved)
+            yield
+        finally:
+            lock.release()
+
+
+def legacy_set_name(manifest: dict[str, Any] | None) -> str:
+    """The set a version-1 answer belongs to: named after the questions file (or dataset) of the run that made it."""
+    if not manifest:
+        return LEGACY_SET
+    path = (manifest.get("questions") or {}).get("path")
+    if path:
+        return set_name_for(path)
+    argv = manifest.get("argv") or []
+    sources = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--data", "--questions", "--dataset")]
+    sources += [a.split("=", 1)[1] for a in argv if a.startswith(("--data=", "--questions=", "--dataset="))]
+    return set_name_for(sources[0]) if len(sources) == 1 else LEGACY_SET
+
+
+def _subdirs(path: Path) -> list[Path]:
+    try:
+        return sorted(p for p in path.iterdir() if p.is_dir() and not p.is_symlink())
+    except OSError:
+        return []
+
+
+def _numbered(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.glob("*.json") if p.stem.isdigit()), key=lambda p: int(p.stem))
+
+
+def _records_in(folder: Path) -> Iterator[dict[str, Any]]:
+    for path in _numbered(folder):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and isinstance(record.get("n"), int):
+            yield record
+
+
+def _is_legacy_persona(path: Path) -> bool:
+    """A version-1 persona folder: no ``set.json``, and numbered records one level down."""
+    if (path / SET_FILE).exists():
+        return False
+    return any(_numbered(folder) for folder in _subdirs(path))
+
+
+def _is_set(path: Path) -> bool:
+    """A question set folder: its ``set.json``, or numbered records two levels down (a set whose file was lost)."""
+    if (path / SET_FILE).exists():
+        return True
+    return any(_numbered(folder) for persona in _subdirs(path) for folder in _subdirs(persona))
+
+
+def _remove_empty(path: Path) -> None:
+    for child in path.iterdir():
+        if child.name.startswith(".") and child.name.endswith(".tmp"):
+            child.unlink()
+    path.rmdir()
+
+

@@ -1,0 +1,5 @@
+"""The engine: one orchestrator for every kind of request (plan, skip what is saved, lock, answer, save, summarise)."""
+
+from runner.engine.orchestrator import ModelSummary, RunReport, backoff_delay, run
+
+__all__ = ["ModelSummary", "RunReport", "backoff_delay", "run"]

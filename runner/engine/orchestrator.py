@@ -1,0 +1,415 @@
+"""Orchestration: for each model, skip what is saved, load it once, answer, save each answer as it arrives.
+
+Local (batched) models run one after another, each loaded once and released before the next.
+API (concurrent) models then run together in one event loop, each with up to ``concurrency``
+requests in flight. Retrying with backoff lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+from runner.core.credentials import redact
+from runner.core.errors import ModelUnavailable, ProviderError, UsageError
+from runner.core.personas import DEFAULT_PERSONA, Persona, resolve_persona
+from runner.core.questions import Question, format_user_message, load_questions
+from runner.core.settings import GenerationSettings, ModelEntry
+from runner.core.store import SetRef, SetStore, Store, check_tag, with_tag
+from runner.engine.cache_keys import answer_key
+from runner.engine.manifest import build_manifest, new_run_id
+from runner.engine.recording import make_record
+from runner.engine.variants import CHANGED, SAME, VARIANT, Conflict, differences, format_conflicts, saved_state
+from runner.providers import is_concurrent, load_provider_class
+from runner.providers.base import Embedder, Generator, Request, Result
+from runner.providers.catalog import DEFAULT_MODELS, ModelSpec, resolve_model
+
+log = logging.getLogger("runner")
+
+
+@dataclass
+class ModelSummary:
+    """Counts for one model under one persona, for the closing table and the manifest."""
+
+    model: str
+    label: str
+    persona: str
+    answered: int = 0
+    skipped: int = 0
+    failed: int = 0
+    replaced: int = 0  # saved answers this run answered anew (--force, or the question changed)
+    changed: int = 0  # of those, answers to a question whose text changed since
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    cost_usd: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class RunReport:
+    """What a run did: per-model summaries, where its manifest is, and whether it was interrupted."""
+
+    run_id: str
+    output_dir: Path
+    set_name: str = ""
+    tag: str | None = None
+    summaries: list[ModelSummary] = field(default_factory=list)
+    manifest_path: Path | None = None
+    interrupted: bool = False
+
+    @property
+    def exit_status(self) -> int:
+        """0 when every answer exists, 1 when some failed (or a model could not run)."""
+        return 1 if any(s.failed or s.error for s in self.summaries) else 0
+
+
+@dataclass
+class _Work:
+    persona: Persona
+    question: Question
+    key: str
+
+
+@dataclass
+class _Plan:
+    """One model's work in one set: what is left to answer, the per-persona counts, and variants it would replace."""
+
+    spec: ModelSpec
+    space: SetStore
+    tag: str | None
+    label: str  # the model's label, ``label@tag`` for a variant
+    folder: str
+    pending: list[_Work]
+    summaries: dict[str, ModelSummary]
+    conflicts: list[Conflict] = field(default_factory=list)
+
+
+def run(
+    questions: Sequence[Question] | str | Path,
+    models: Sequence[str | ModelEntry | ModelSpec] = DEFAULT_MODELS,
+    personas: Sequence[str | Persona] = (DEFAULT_PERSONA,),
+    settings: GenerationSettings | None = None,
+    output_dir: str | Path = "outputs",
+    force: bool = False,
+    progress: bool = True,
+    questions_path: str | Path | None = None,
+    argv: Sequence[str] | None = None,
+    question_set: SetRef | str | None = None,
+    tag: str | None = None,
+) -> RunReport:
+    """Answer every question with every model under every persona; save as they arrive.
+
+    Answers go to the question set ``question_set`` (default: named after ``questions_path``) and, with ``tag``,
+    into a named variant. A run that would replace answers made with another persona text or other settings
+    stops before writing anything (UsageError naming what differs) unless ``force`` is given.
+    """
+    settings = settings or GenerationSettings()
+    if isinstance(questions, (str, Path)):
+        questions_path = questions
+        questions = load_questions(questions)
+    specs = [m if isinstance(m, ModelSpec) else resolve_model(m) for m in models]
+    personas = [p if isinstance(p, Persona) else resolve_persona(p) for p in personas]
+    if not specs:
+        raise UsageError("no models selected")
+    _check_unique_slugs(specs)
+    ref = question_set if isinstance(question_set, SetRef) else SetRef.for_path(questions_path, question_set)
+    check_tag(tag)
+    store = Store(output_dir)
+    space = store.questions_set(ref.name)
+    report = RunReport(run_id=new_run_id(), output_dir=Path(output_dir), set_name=ref.name, tag=tag)
+    with store.lock():
+        space.claim(ref)
+        plans = [_plan(spec, questions, personas, settings, space, tag, force) for spec in specs]
+        conflicts = [c for plan in plans for c in plan.conflicts]
+        if conflicts and not force:
+            raise UsageError(format_conflicts(conflicts, output_dir))
+        started = time.time()
+        manifest = build_manifest(report.run_id, questions, questions_path, specs, personas, settings, argv)
+        manifest.update(set=ref.name, tag=tag)
+        report.manifest_path = store.write_manifest(report.run_id, manifest)
+        try:
+            for plan in plans:
+                if not is_concurrent(plan.spec):
+                    report.summaries.extend(_run_local_model(plan, personas, settings, progress, report.run_id))
+            remote = [plan for plan in plans if is_concurrent(plan.spec)]
+            if remote:
+                report.summaries.extend(asyncio.run(_run_remote_models(remote, settings, progress, report.run_id)))
+        except KeyboardInterrupt:
+            report.interrupted = True
+            raise
+        finally:
+            manifest.update(finished=_iso(time.time()), seconds=round(time.time() - started, 3),
+                            status="interrupted" if report.interrupted else "finished",
+                            summary=[vars(s) for s in report.summaries])
+            store.write_manifest(report.run_id, manifest)
+    return report
+
+
+def _check_unique_slugs(specs: list[ModelSpec]) -> None:
+    seen: dict[str, str] = {}
+    for spec in specs:
+        if spec.slug in seen and seen[spec.slug] != spec.name:
+            raise UsageError(f"models {seen[spec.slug]} and {spec.name} would share the output folder "
+                             f"{spec.slug!r}; give one a 'slug' in the config file")
+        if spec.slug in seen:
+            raise UsageError(f"model {spec.name} is selected twice")
+        seen[spec.slug] = spec.name
+
+
+def _plan(spec: ModelSpec, questions: Sequence[Question], personas: Sequence[Persona],
+          settings: GenerationSettings, space: SetStore, tag: str | None, force: bool) -> _Plan:
+    """Work still to do for one model, the skips and replacements counted, and the variants it would replace."""
+    label, folder = with_tag(spec.label, tag), with_tag(spec.slug, tag)
+    plan = _Plan(spec, space, tag, label, folder, [],
+                 {p.name: ModelSummary(model=spec.name, label=label, persona=p.name) for p in personas})
+    for persona in personas:
+        space.model_dir(persona.name, folder)  # refuses unsafe names before any work
+        summary = plan.summaries[persona.name]
+        conflict = Conflict(space.name, persona.name, summary.label, folder)
+        for q in questions:
+            key = answer_key(q, persona, spec, settings)
+            record = space.load_record(persona.name, folder, q.n)
+            state = saved_state(record, key, q)
+            if state == SAME and not force:
+                summary.skipped += 1
+                continue
+            if state == VARIANT:
+                conflict.count += 1
+                conflict.what.update(["; ".join(differences(record or {}, persona, spec, settings))])
+            summary.replaced += state in (SAME, VARIANT, CHANGED)
+            summary.changed += state == CHANGED
+            plan.pending.append(_Work(persona, q, key))
+        if conflict.count:
+            plan.conflicts.append(conflict)
+    return plan
+
+
+def _open_provider(plan: _Plan, settings: GenerationSettings) -> Generator | Embedder | None:
+    """Load the model when there is work for it; None (with everything counted failed) when it cannot run."""
+    _report_skips(plan)
+    if not plan.pending:
+        return None
+    try:
+        provider = load_provider_class(plan.spec.provider)(plan.spec, settings)
+        provider.load()
+        return provider
+    except (ModelUnavailable, UsageError) as exc:
+        _fail_all(plan.summaries, plan.pending, f"{plan.label}: cannot run: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a model that fails to load must not stop the others
+        _fail_all(plan.summaries, plan.pending, f"{plan.label}: failed to load: {type(exc).__name__}: {exc}")
+    return None
+
+
+def _fail_all(summaries: dict[str, ModelSummary], pending: list[_Work], message: str) -> None:
+    message = redact(message)
+    log.error("%s", message)
+    for work in pending:
+        summaries[work.persona.name].failed += 1
+    for s in summaries.values():
+        s.error = message
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="answer", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
+
+
+def _report_skips(plan: _Plan) -> None:
+    skipped = sum(s.skipped for s in plan.summaries.values())
+    changed = sum(s.changed for s in plan.summaries.values())
+    if skipped:
+        log.info("%s: %d answer(s) already saved, skipped (use --force to answer again)", plan.label, skipped)
+    if changed:
+        log.info("%s: %d question(s) changed since their answers were saved; answering them anew", plan.label,
+                 changed)
+
+
+class _Saver:
+    """Turns each result into a record on disk and updates the summary and progress bar."""
+
+    def __init__(self, plan: _Plan, settings: GenerationSettings, run_id: str, bar: Any) -> None:
+        self.plan, self.spec, self.settings, self.run_id, self.bar = plan, plan.spec, settings, run_id, bar
+
+    def __call__(self, work: _Work, result: Result, embedding: list[float] | None = None) -> None:
+        if result.error:
+            result.error = redact(result.error)
+        record = make_record(work.question, work.persona, self.spec, self.settings, result, work.key,
+                             self.run_id, embedding, set_name=self.plan.space.name, tag=self.plan.tag)
+        body = _embedding_body(embedding) if embedding is not None else result.text
+        self.plan.space.save(work.persona.name, self.plan.folder, work.question.n, record, body)
+        summary = self.plan.summaries[work.persona.name]
+        if result.ok:
+            summary.answered += 1
+            summary.prompt_tokens += result.prompt_tokens or 0
+            summary.completion_tokens += result.completion_tokens or 0
+        else:
+            summary.failed += 1
+            log.warning("%s [%s] question %d failed: %s", summary.label, work.persona.name, work.question.n,
+                        result.error)
+        summary.seconds += result.latency_s
+        cost = self.spec.estimate_cost(summary.prompt_tokens, summary.completion_tokens)
+        summary.cost_usd = round(cost, 6) if cost is not None else None
+        self.bar.update(1)
+
+
+def _embedding_body(vector: list[float]) -> str:
+    import json
+
+    return json.dumps([round(float(x), 7) for x in vector]) + "\n"
+
+
+def _run_local_model(plan: _Plan, personas: Sequence[Persona], settings: GenerationSettings, progress: bool,
+                     run_id: str) -> list[ModelSummary]:
+    provider = _open_provider(plan, settings)
+    if provider is None:
+        return list(plan.summaries.values())
+    bar = _progress(len(plan.pending), plan.label, progress)
+    saver = _Saver(plan, settings, run_id, bar)
+    try:
+        if isinstance(provider, Embedder):
+            _embed_all(provider, plan.pending, saver)
+            for persona in personas:
+                plan.space.write_embedding_matrix(persona.name, plan.folder)
+        else:
+            _generate_all(provider, plan.pending, settings, saver)
+    finally:
+        bar.close()
+        provider.close()
+        del provider
+        gc.collect()
+    return list(plan.summaries.values())
+
+
+def _generate_all(provider: Generator, pending: list[_Work], settings: GenerationSettings, saver: _Saver) -> None:
+    """Batched generation with bounded retries of the retryable failures."""
+    todo = pending
+    for attempt in range(1, settings.max_attempts + 1):
+        requests = [Request(w.key, w.persona.text, format_user_message(w.question), settings) for w in todo]
+        delivered: set[int] = set()
+        retry: list[tuple[_Work, Result]] = []
+        last = attempt == settings.max_attempts
+
+        def on_result(i: int, result: Result, todo: list[_Work] = todo, attempt: int = attempt,
+                      delivered: set[int] = delivered, retry: list[tuple[_Work, Result]] = retry,
+                      last: bool = last) -> None:
+            delivered.add(i)
+            result.attempts = attempt
+            if result.error and result.retryable and not last:
+                retry.append((todo[i], result))
+            else:
+                saver(todo[i], result)
+
+        try:
+            provider.generate(requests, on_result)
+        except Exception as exc:  # noqa: BLE001 - a batch-level crash fails only what was not answered
+            error = provider.classify(exc)
+            for i, w in enumerate(todo):
+                if i not in delivered:
+                    saver(w, Result.failure(error))
+            for w, result in retry:
+                saver(w, result)
+            return
+        if not retry:
+            return
+        time.sleep(max(backoff_delay(attempt, r.retry_after, settings) for _, r in retry))
+        todo = [w for w, _ in retry]
+
+
+def _embed_all(provider: Embedder, pending: list[_Work], saver: _Saver) -> None:
+    """Embed each distinct question text once and save the vector for every persona."""
+    texts = list(dict.fromkeys(w.question.question for w in pending))
+    start = time.perf_counter()
+    try:
+        vectors = provider.embed(texts)
+    except Exception as exc:  # noqa: BLE001 - recorded per answer or model; the run goes on
+        error = provider.classify(exc)
+        for w in pending:
+            saver(w, Result.failure(error))
+        return
+    per_text = (time.perf_counter() - start) / max(1, len(texts))
+    by_text = dict(zip(texts, vectors, strict=True))
+    for w in pending:
+        saver(w, Result(text="", latency_s=per_text, finish_reason="embedding"), by_text[w.question.question])
+
+
+def backoff_delay(attempt: int, retry_after: float | None, settings: GenerationSettings) -> float:
+    """Exponential backoff with full jitter, never shorter than the server's Retry-After."""
+    ceiling = min(settings.retry_max_wait_s, settings.retry_initial_wait_s * (2 ** (attempt - 1)))
+    delay = random.uniform(ceiling / 2, ceiling)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, settings.retry_max_wait_s))
+    return delay
+
+
+async def _answer(provider: Generator, request: Request, settings: GenerationSettings) -> Result:
+    """One request with a timeout and bounded retries of retryable errors."""
+    start = time.perf_counter()
+    for attempt in range(1, settings.max_attempts + 1):
+        try:
+            async with asyncio.timeout(settings.timeout_s):  # no extra task per request, unlike wait_for
+                result = await provider.agenerate(request)
+            result.attempts = attempt
+            result.latency_s = result.latency_s or time.perf_counter() - start
+            return result
+        except TimeoutError:
+            error = ProviderError(f"timed out after {settings.timeout_s:g} s", retryable=True)
+        except Exception as exc:  # noqa: BLE001 - recorded per answer or model; the run goes on
+            error = provider.classify(exc)
+        if not error.retryable or attempt == settings.max_attempts:
+            result = Result.failure(error, time.perf_counter() - start)
+            result.attempts = attempt
+            if error.retryable:
+                result.error = f"{result.error} (gave up after {attempt} attempts)"
+            return result
+        await asyncio.sleep(backoff_delay(attempt, error.retry_after, settings))
+    raise AssertionError("unreachable")
+
+
+async def _run_remote_models(plans: list[_Plan], settings: GenerationSettings, progress: bool,
+                             run_id: str) -> list[ModelSummary]:
+    groups = await asyncio.gather(*(_run_remote_model(plan, settings, progress, run_id) for plan in plans))
+    return [s for group in groups for s in group]
+
+
+async def _run_remote_model(plan: _Plan, settings: GenerationSettings, progress: bool,
+                            run_id: str) -> list[ModelSummary]:
+    provider = _open_provider(plan, settings)
+    if provider is None:
+        return list(plan.summaries.values())
+    assert isinstance(provider, Generator)
+    bar = _progress(len(plan.pending), plan.label, progress)
+    saver = _Saver(plan, settings, run_id, bar)
+    semaphore = asyncio.Semaphore(settings.concurrency)
+
+    async def one(work: _Work) -> None:
+        request = Request(work.key, work.persona.text, format_user_message(work.question), settings)
+        async with semaphore:
+            result = await _answer(provider, request, settings)
+        saver(work, result)
+
+    try:
+        await asyncio.gather(*(one(w) for w in plan.pending))
+    finally:
+        bar.close()
+        aclose = getattr(provider, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        provider.close()
+    return list(plan.summaries.values())
+
+
+def _iso(ts: float) -> str:
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds")

@@ -1,0 +1,74 @@
+"""The JSON record saved beside each answer (the machine-readable form of ``<n>.txt``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runner.core.personas import Persona
+    from runner.core.questions import Question
+    from runner.core.settings import GenerationSettings
+    from runner.providers.base import Result
+    from runner.providers.catalog import ModelSpec
+
+# 2: the record names its question set and variant tag, and holds the persona text and model options.
+RECORD_VERSION = 2
+
+
+def make_record(question: Question, persona: Persona, spec: ModelSpec, settings: GenerationSettings,
+                result: Result, key: str, run_id: str, embedding: list[float] | None = None, *,
+                set_name: str | None = None, tag: str | None = None) -> dict[str, Any]:
+    """Everything known about one answer; never contains a credential.
+
+    The persona's full text is kept with each answer, so a variant made with another text stays readable.
+    """
+    record: dict[str, Any] = {
+        "version": RECORD_VERSION,
+        "set": set_name,
+        "tag": tag,
+        "n": question.n,
+        "question_id": question.id,
+        "question": question.question,
+        "context": question.context,
+        "options": question.options,
+        "answer": question.answer,
+        "task": question.task,
+        "extra": question.extra or None,
+        "persona": persona.name,
+        "persona_sha256": persona.sha256,
+        "persona_text": persona.text,
+        "model": spec.name,
+        "alias": spec.alias,
+        "provider": spec.provider,
+        "model_id": spec.model_id,
+        "slug": spec.slug,
+        "kind": spec.kind,
+        "model_options": model_options(spec),
+        "settings": settings.model_dump(),
+        "text": result.text,
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "latency_s": round(result.latency_s, 4),
+        "finish_reason": result.finish_reason,
+        "error": result.error,
+        "attempts": result.attempts,
+        "warnings": result.warnings or None,
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "key": key,
+        "run_id": run_id,
+    }
+    if embedding is not None:
+        record["embedding_dim"] = len(embedding)
+        record["embedding"] = [round(float(x), 7) for x in embedding]
+    return record
+
+
+def model_options(spec: ModelSpec) -> dict[str, Any]:
+    """The model's answer-changing options that are set (a URL's password scrubbed), for the record."""
+    from runner.core.credentials import redact
+
+    options = {k: v for k, v in spec.answer_key_fields().items() if k != "model" and v is not None}
+    if isinstance(options.get("base_url"), str):
+        options["base_url"] = redact(options["base_url"])
+    return options

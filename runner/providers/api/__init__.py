@@ -1,0 +1,1 @@
+"""API providers: OpenAI (and OpenAI-compatible servers) and Gemini."""

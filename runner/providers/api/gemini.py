@@ -1,0 +1,159 @@
+"""Google Gemini through ``google-genai`` (the maintained SDK; google-generativeai reached end of support in 2025).
+
+The persona goes in ``system_instruction``. The SDK retries nothing unless asked (no ``retry_options`` here):
+the engine retries. ``GOOGLE_GEMINI_BASE_URL`` or a ``base_url`` in the config entry points it elsewhere
+(the tests' local server).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any, ClassVar
+
+from runner.core.credentials import get_key, redact
+from runner.core.errors import ProviderError
+from runner.providers.api.openai import not_json_error, parse_retry_after, status_error
+from runner.providers.base import Generator, Request, Result
+
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+
+
+def quota_details(details: Any) -> tuple[bool, float | None]:
+    """From a Gemini error body: (is the quota used up for the day or absent, RetryInfo's wait in seconds).
+
+    Google sends "You exceeded your current quota" with RESOURCE_EXHAUSTED for per-minute limits too; only the
+    QuotaFailure's quota id (``...PerDay...``) or a limit of 0 says that waiting within a run cannot help.
+    """
+    error = details.get("error", details) if isinstance(details, dict) else {}
+    items = error.get("details") if isinstance(error, dict) else None
+    exhausted, retry_after = False, None
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        kind = str(item.get("@type", ""))
+        if kind.endswith("QuotaFailure"):
+            for violation in item.get("violations") or []:
+                quota_id = str(violation.get("quotaId", ""))
+                if "PerDay" in quota_id or str(violation.get("quotaValue", "")).strip() == "0":
+                    exhausted = True
+        elif kind.endswith("RetryInfo"):
+            match = DURATION.match(str(item.get("retryDelay", "")))
+            if match:
+                retry_after = float(match.group(1))
+    return exhausted, retry_after
+
+
+class GeminiGenerator(Generator):
+    """``gemini:<model>``: Google's Gemini API (``GEMINI_API_KEY``; ``GOOGLE_API_KEY`` also accepted)."""
+
+    name: ClassVar[str] = "gemini"
+    key_env_vars: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    concurrent = True
+
+    def load(self) -> None:
+        """Create the client (kept: it closes its HTTP pool when garbage-collected) with an explicit timeout."""
+        from google import genai
+        from google.genai import types
+
+        key = get_key(self.key_env_vars, self.spec.label)
+        options = types.HttpOptions(timeout=max(1, round(self.settings.timeout_s * 1000)),
+                                    base_url=self.spec.base_url or None)
+        # vertexai=False: a GOOGLE_GENAI_USE_VERTEXAI in the environment must not silently switch backends.
+        self._client: Any = genai.Client(api_key=key, vertexai=False, http_options=options)
+
+    def config(self, request: Request) -> Any:
+        """The GenerateContentConfig: persona, token limit, and the sampling settings."""
+        from google.genai import types
+
+        s = request.settings
+        sampling: dict[str, Any] = {}
+        if not s.greedy:  # only then are top_p and seed part of the answer key
+            sampling = {k: v for k, v in (("top_p", s.top_p), ("seed", s.seed)) if v is not None}
+        return types.GenerateContentConfig(system_instruction=request.system_prompt, temperature=s.temperature,
+                                           max_output_tokens=s.max_new_tokens, **sampling)
+
+    async def agenerate(self, request: Request) -> Result:
+        """One generateContent call through the async client."""
+        start = time.perf_counter()
+        response = await self._client.aio.models.generate_content(
+            model=self.spec.model_id, contents=request.user_message, config=self.config(request))
+        return self._result(response, time.perf_counter() - start)
+
+    def _result(self, response: Any, latency: float) -> Result:
+        candidates = response.candidates or []
+        if not candidates:
+            feedback = getattr(response, "prompt_feedback", None)
+            reason = getattr(feedback, "block_reason", None)
+            raise ProviderError(f"no answer: the prompt was blocked ({_name(reason)})" if reason
+                                else "no answer: the response has no candidates", retryable=False)
+        parts = (candidates[0].content.parts if candidates[0].content else None) or []
+        # Thought summaries (part.thought) are not the answer.
+        text = "".join(p.text for p in parts if getattr(p, "text", None) and not getattr(p, "thought", False))
+        usage = response.usage_metadata
+        completion = None
+        if usage is not None and (usage.candidates_token_count is not None or usage.thoughts_token_count):
+            # Thinking tokens are billed as output: count them as completion tokens (for the cost estimate).
+            completion = (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)
+        result = Result(text=text, latency_s=latency, finish_reason=_name(candidates[0].finish_reason),
+                        prompt_tokens=usage.prompt_token_count if usage else None, completion_tokens=completion)
+        if not text.strip() and result.finish_reason == "max_tokens":
+            # Gemini 2.5 and 3 think first, and the thinking counts towards max_output_tokens.
+            result.warnings.append("empty answer: the token limit was used up (thinking tokens count towards it); "
+                                   "raise --max-new-tokens")
+        return result
+
+    def classify(self, error: BaseException) -> ProviderError:
+        """429 (except a daily or absent quota), 408, 5xx, connection errors and timeouts are retryable."""
+        from google.genai import errors
+
+        if isinstance(error, ProviderError):
+            return error
+        if isinstance(error, errors.APIError):
+            exhausted, retry_info = quota_details(error.details)
+            headers = getattr(getattr(error, "response", None), "headers", None)
+            retry_after = parse_retry_after(headers)
+            message = error.message or str(error)
+            hint = "check GEMINI_API_KEY" if error.code in (400, 401, 403) and "key" in message.lower() else ""
+            return status_error(error.code or 0, f"{error.status or ''} {message}".strip(),
+                                quota_exhausted=error.code == 429 and exhausted,
+                                retry_after=retry_after if retry_after is not None else retry_info, hint=hint)
+        if isinstance(error, (errors.UnknownApiResponseError, json.JSONDecodeError)):
+            return not_json_error(str(error), "is the base URL a Gemini API endpoint?")
+        name = type(error).__name__
+        if "Timeout" in name:  # httpx2.TimeoutException and subclasses (the SDK lets them through)
+            return ProviderError(f"timed out after {self.settings.timeout_s:g} s", retryable=True)
+        if _is_transport_error(error):
+            return ProviderError(redact(f"cannot connect to the Gemini API: {name}: {error}"), retryable=True)
+        return super().classify(error)
+
+    async def aclose(self) -> None:
+        """Close the async HTTP pool inside the event loop that opened it."""
+        client = getattr(self, "_client", None)
+        if client is not None:
+            await client.aio.aclose()
+
+    def close(self) -> None:
+        """Close the sync side too and drop the client."""
+        client = getattr(self, "_client", None)
+        if client is not None:
+            client.close()
+        self._client = None
+
+
+def _name(value: Any) -> str | None:
+    """An SDK enum (FinishReason.STOP) as plain lower-case text ("stop")."""
+    if value is None:
+        return None
+    return str(getattr(value, "name", value)).lower()
+
+
+def _is_transport_error(error: BaseException) -> bool:
+    try:
+        import httpx2
+    except ImportError:  # google-genai may run on httpx or aiohttp instead
+        httpx2 = None  # type: ignore[assignment]
+    if httpx2 is not None and isinstance(error, httpx2.TransportError):
+        return True
+    return isinstance(error, (ConnectionError, OSError))

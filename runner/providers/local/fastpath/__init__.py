@@ -1,0 +1,1 @@
+"""The CPU speed path: prefix (cascade) attention and packed linear layers."""

@@ -1,0 +1,304 @@
+"""The ``hf:`` provider: local Hugging Face generative models, batched, optionally 4-bit on a GPU.
+
+The model loads once (``load``), answers every request in length-sorted batches with left padding
+(``generate``), and is released with its GPU memory (``close``). ``load_model_and_tokenizer`` is the public
+loading function other parts (log-likelihood scoring) build on; it makes the same GPU decision first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from runner.core.errors import ModelUnavailable, ProviderError
+from runner.core.settings import GenerationSettings
+from runner.providers.base import Generator, OnResult, Request, Result
+from runner.providers.catalog import ModelSpec
+from runner.providers.local.batching import BatchPrefill, generate_in_chunks, shared_prefix, supported
+from runner.providers.local.devices import (
+    Placement,
+    auto_batch_size,
+    cache_bytes_per_token,
+    free_accelerator_memory,
+    is_out_of_memory,
+    plan_placement,
+)
+from runner.providers.local.fastpath import prefix_attention
+from runner.providers.local.hub import locate_weights, not_downloadable, quiet_loading_bars
+from runner.providers.local.prompt_formats import build_prompt, resolve_format
+
+log = logging.getLogger("runner")
+
+# Below this many tokens of room for the prompt, an answer is refused rather than cut to nothing.
+MIN_PROMPT_ROOM = 16
+
+
+def load_model_and_tokenizer(spec: ModelSpec, settings: GenerationSettings,
+                              pack_linear: bool = True) -> tuple[Any, Any]:
+    """Load a causal LM and its tokenizer for ``spec`` (embedded GGUF, local folder or cached hub id).
+
+    The GPU decision comes first: a model that needs CUDA, or asks for 4-/8-bit, raises ModelUnavailable
+    on a machine without it before any weight is read. The tokenizer comes back ready for batching: left
+    padding, and a pad token (the EOS token when it has none). A float32 model on the CPU gets its linear
+    layers packed for oneDNN (packed_linear.py) unless ``pack_linear`` is False. ``settings`` is accepted so
+    the signature stays stable as loading options grow; nothing in it changes loading today.
+    """
+    placement = plan_placement(spec)
+    source = locate_weights(spec)
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        raise ModelUnavailable(f"{spec.name}: {exc}; try: pip install torch transformers accelerate") from None
+    common: dict[str, Any] = dict(source.kwargs)
+    if spec.trust_remote_code:
+        common["trust_remote_code"] = True  # off unless the user turns it on: it runs the repository's code
+    model_kwargs: dict[str, Any] = dict(common)
+    model_kwargs["dtype"] = "auto" if placement.dtype == "auto" else getattr(torch, placement.dtype)
+    if placement.quantize == "4bit":
+        model_kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+    elif placement.quantize == "8bit":
+        model_kwargs["quantization_config"] = transformers.BitsAndBytesConfig(load_in_8bit=True)
+    if placement.cuda:
+        model_kwargs["device_map"] = "auto"
+    quiet_loading_bars()
+    if placement.note:
+        log.warning("%s", placement.note)
+    log.info("loading %s on %s%s", spec.label, placement.device,
+             f" ({placement.quantize})" if placement.quantize else "")
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source.location, **common)
+        model = transformers.AutoModelForCausalLM.from_pretrained(source.location, **model_kwargs)
+    except OSError as exc:  # missing files, gated repository, no network
+        if source.embedded or source.location != spec.model_id:
+            raise ModelUnavailable(f"{spec.name}: cannot read the weights in {source.location}: {exc}") from None
+        raise not_downloadable(spec, exc) from None
+    except ImportError as exc:  # bitsandbytes, gguf, sentencepiece ...
+        raise ModelUnavailable(f"{spec.name}: {exc}") from None
+    model.eval()
+    if pack_linear and not placement.cuda and model.dtype == torch.float32:
+        from runner.providers.local.fastpath import packed_linear
+
+        packed = packed_linear.pack(model)
+        log.debug("%s: %d linear layers packed for oneDNN", spec.label, packed)
+    prepare_tokenizer(tokenizer)
+    return model, tokenizer
+
+
+def prepare_tokenizer(tokenizer: Any) -> None:
+    """Left padding (right padding gives wrong batched answers) and a pad token (EOS when missing)."""
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+def context_length(model: Any, tokenizer: Any) -> int | None:
+    """The most tokens (prompt + answer) the model takes, or None when unknown."""
+    config = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    value = getattr(tokenizer, "model_max_length", None)
+    return value if isinstance(value, int) and 0 < value < 10_000_000 else None
+
+
+def stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
+    """Token ids that end an answer: the generation config's EOS ids plus the tokenizer's EOS."""
+    ids: set[int] = set()
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (configured, tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(v for v in value if isinstance(v, int))
+    return ids
+
+
+@dataclass
+class _Prepared:
+    index: int
+    ids: list[int]
+    warnings: list[str] = field(default_factory=list)
+
+
+class HFGenerator(Generator):
+    """A local causal language model answering in batches."""
+
+    name: ClassVar[str] = "hf"
+
+    def __init__(self, spec: ModelSpec, settings: GenerationSettings) -> None:
+        super().__init__(spec, settings)
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.placement: Placement | None = None
+        self.prompt_format = "plain"
+        self.batch_size = 1
+        self.context: int | None = None
+        self.stop_ids: set[int] = set()
+        self.prefix_caching = True  # share the prompts' common prefix across a group of requests
+        self.own_prefill = False  # fill the cache before generate (hf_batch.py); decided in load()
+        self.share_prefix = False  # attention reads the shared prefix once per batch (prefix_attention.py); CPU only
+
+    def load(self) -> None:
+        """Load the model and tokenizer once; raise ModelUnavailable when the model cannot run here."""
+        self.placement = plan_placement(self.spec)
+        self.model, self.tokenizer = load_model_and_tokenizer(self.spec, self.settings)
+        self.prompt_format = resolve_format(self.spec.prompt_format, self.tokenizer)
+        size = self.settings.batch_size
+        self.batch_size = size if isinstance(size, int) else auto_batch_size(self.placement)
+        self.context = context_length(self.model, self.tokenizer)
+        self.stop_ids = stop_token_ids(self.model, self.tokenizer)
+        self.own_prefill = supported(self.model)
+        self.share_prefix = self.own_prefill and not self.placement.cuda and prefix_attention.enable(self.model)
+
+    def close(self) -> None:
+        """Drop the model and return its memory (GPU included) before the next model loads."""
+        self.model = None
+        self.tokenizer = None
+        free_accelerator_memory()
+
+    def classify(self, error: BaseException) -> ProviderError:
+        """Out-of-memory at batch size 1 and load problems are not retried; the rest keeps the default."""
+        if isinstance(error, ProviderError):
+            return error
+        if is_out_of_memory(error):
+            return ProviderError("GPU out of memory even with one prompt per batch; lower --max-new-tokens, "
+                                 "quantize (--quantize 4bit) or use a smaller model", retryable=False)
+        if isinstance(error, ModelUnavailable):
+            return ProviderError(str(error), retryable=False)
+        return super().classify(error)
+
+    def prompt_text(self, request: Request) -> str:
+        """The exact prompt string the model receives for ``request``."""
+        return build_prompt(self.prompt_format, self.tokenizer, request.system_prompt, request.user_message).text
+
+    def generate(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Result]:
+        """Answer every request in length-sorted batches; results in input order, reported per batch."""
+        if self.model is None:
+            raise ModelUnavailable(f"{self.spec.name} is not loaded (call load() first)")
+        results: list[Result | None] = [None] * len(requests)
+
+        def deliver(i: int, result: Result) -> None:
+            results[i] = result
+            if on_result:
+                on_result(i, result)
+
+        groups: dict[GenerationSettings, list[_Prepared]] = {}
+        for i, request in enumerate(requests):
+            try:
+                prepared = self._tokenize(i, request)
+            except Exception as exc:  # noqa: BLE001 - one bad prompt fails only its own answer
+                deliver(i, Result.failure(self.classify(exc)))
+                continue
+            groups.setdefault(request.settings, []).append(prepared)
+        for settings, prepared in groups.items():
+            self._generate_group(settings, prepared, deliver)
+        return [r if r is not None else Result.failure(ProviderError("no answer produced")) for r in results]
+
+    def _tokenize(self, index: int, request: Request) -> _Prepared:
+        prompt = build_prompt(self.prompt_format, self.tokenizer, request.system_prompt, request.user_message)
+        ids = list(self.tokenizer(prompt.text, add_special_tokens=prompt.add_special_tokens)["input_ids"])
+        prepared = _Prepared(index, ids)
+        if self.context is None:
+            return prepared
+        room = self.context - request.settings.max_new_tokens
+        if room < MIN_PROMPT_ROOM:
+            raise ProviderError(f"--max-new-tokens {request.settings.max_new_tokens} leaves no room for the prompt "
+                                f"in {self.spec.label}'s context of {self.context} tokens; lower it")
+        if len(ids) > room:
+            prepared.ids = ids[-room:]
+            prepared.warnings.append(f"prompt of {len(ids)} tokens cut from the left to {room} to fit the "
+                                     f"model's context of {self.context} tokens with {request.settings.max_new_tokens} "
+                                     "new tokens")
+        return prepared
+
+    def _generate_group(self, settings: GenerationSettings, prepared: list[_Prepared],
+                        deliver: OnResult) -> None:
+        # Longest first, as lm-evaluation-harness does: similar lengths pad less, and an out-of-memory shows at once.
+        order = sorted(prepared, key=lambda p: len(p.ids), reverse=True)
+        prefix = shared_prefix([p.ids for p in order]) if self.prefix_caching else []
+        prefill = BatchPrefill(self.model, prefix, self.tokenizer.pad_token_id,
+                               self.share_prefix) if self.own_prefill else None
+        size = self.batch_size
+        if self.settings.batch_size == "auto" and self.placement and not self.placement.cuda:
+            per_token = cache_bytes_per_token(self.model.config, self.model.dtype.itemsize)
+            stored = len(order[0].ids) - (len(prefix) if prefill and prefill.share_prefix else 0)
+            per_prompt = per_token * (stored + settings.max_new_tokens) if per_token else None
+            size = min(size, auto_batch_size(self.placement, per_prompt))  # the cache must fit in memory
+        if not settings.greedy and settings.seed is not None:
+            import transformers
+
+            transformers.set_seed(settings.seed)
+        pos = 0
+        while pos < len(order):
+            batch = order[pos : pos + size]
+            try:
+                answers = self._run_batch(settings, batch, prefill)
+            except Exception as exc:  # noqa: BLE001 - decided below: shrink and retry, or fail this batch only
+                if prefill is not None and not is_out_of_memory(exc):
+                    log.warning("%s: prefilling the cache failed (%s: %s); generating the plain way",
+                                self.spec.label, type(exc).__name__, exc)
+                    self.own_prefill, prefill = False, None
+                    continue
+                if is_out_of_memory(exc) and len(batch) > 1:
+                    self.batch_size = size = max(1, len(batch) // 2)
+                    log.warning("%s: out of memory with %d prompts per batch; retrying with %d",
+                                self.spec.label, len(batch), size)
+                    free_accelerator_memory()
+                    continue
+                error = self.classify(exc)
+                for item in batch:
+                    deliver(item.index, Result.failure(error))
+                pos += len(batch)
+                continue
+            for item, result in zip(batch, answers, strict=True):
+                deliver(item.index, result)
+            pos += len(batch)
+
+    def _run_batch(self, settings: GenerationSettings, batch: list[_Prepared],
+                   prefill: BatchPrefill | None = None) -> list[Result]:
+        import torch
+
+        start = time.perf_counter()
+        options: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens,
+                                   "pad_token_id": self.tokenizer.pad_token_id}
+        cache = None
+        if prefill is not None:
+            skip = len(prefill.prefix)
+            enc, cache = prefill.prepare([p.ids[skip:] for p in batch], settings.max_new_tokens)
+        else:
+            enc = self.tokenizer.pad({"input_ids": [p.ids for p in batch]}, padding=True, return_tensors="pt")
+            enc = {k: v.to(self.model.device) for k, v in enc.items()}
+        if settings.greedy:
+            options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            options.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p or 1.0)
+        with torch.inference_mode():
+            if cache is not None and prefill is not None:
+                with prefill.attending():
+                    new_tokens = generate_in_chunks(self.model, enc, cache, options, settings.max_new_tokens,
+                                                    self.stop_ids)
+            else:
+                output = self.model.generate(**enc, **options)
+                new_tokens = output[:, enc["input_ids"].shape[1] :].tolist()
+        # One batch answers all its prompts at once: each answer gets an equal share of the wall time,
+        # so the per-answer latencies add up to the time actually spent.
+        share = (time.perf_counter() - start) / len(batch)
+        return [self._result(p, tokens, share, settings) for p, tokens in zip(batch, new_tokens, strict=True)]
+
+    def _result(self, prepared: _Prepared, tokens: list[int], latency: float,
+                settings: GenerationSettings) -> Result:
+        stop_at = next((k for k, t in enumerate(tokens) if t in self.stop_ids), None)
+        if stop_at is None:
+            answer, count = tokens, len(tokens)
+            finish = "length" if count >= settings.max_new_tokens else "stop"
+        else:
+            answer, count, finish = tokens[:stop_at], stop_at + 1, "stop"  # the EOS was generated too
+        text = self.tokenizer.decode(answer, skip_special_tokens=True).strip()
+        return Result(text=text, prompt_tokens=len(prepared.ids), completion_tokens=count, latency_s=latency,
+                      finish_reason=finish, warnings=list(prepared.warnings))

@@ -1,0 +1,92 @@
+"""Log-likelihood of continuations with a local model, exactly as lm-evaluation-harness's HFLM computes it.
+
+Tokenization follows the harness's ``_encode_pair``: trailing whitespace of the context moves to the
+continuation, context + continuation are encoded together (no special tokens unless the model needs a BOS, as
+Gemma does) and split where the context's own encoding ends. Inputs are cut from the left to the model's length,
+right-padded with 0 and run without an attention mask, as the harness does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+DEFAULT_MAX_LENGTH = 2048  # the harness's fallback when neither the config nor the tokenizer gives one
+TOKENIZER_INFINITY = 1000000000000000019884624838656
+
+
+def model_max_length(model: Any, tokenizer: Any) -> int:
+    """The context length the harness uses: config attributes, then the tokenizer's, else 2048."""
+    config = getattr(model, "config", None)
+    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int):
+            return value
+    value = getattr(tokenizer, "model_max_length", None)
+    if isinstance(value, int) and value != TOKENIZER_INFINITY:
+        return value
+    return DEFAULT_MAX_LENGTH
+
+
+def wants_bos(model: Any) -> bool:
+    """The harness adds a BOS token for the Gemma family only (they underperform without it)."""
+    return "gemma" in str(getattr(getattr(model, "config", None), "model_type", "") or "")
+
+
+def encode_pair(tokenizer: Any, context: str, continuation: str, add_bos: bool = False) -> tuple[list[int], list[int]]:
+    """Token ids of (context, continuation) exactly as the harness splits them."""
+    if not context:  # the harness starts an empty context with the prefix token (BOS, else EOS)
+        prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        return [prefix], tokenizer.encode(continuation, add_special_tokens=add_bos)
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        continuation = context[-spaces:] + continuation
+        context = context[:-spaces]
+    whole = tokenizer.encode(context + continuation, add_special_tokens=add_bos)
+    context_ids = tokenizer.encode(context, add_special_tokens=add_bos)
+    return context_ids, whole[len(context_ids):]
+
+
+def loglikelihoods(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], batch_size: int = 8,
+                   add_bos: bool | None = None, max_length: int | None = None) -> list[tuple[float, bool]]:
+    """(summed log-probability, is-greedy) of each continuation given its context, in input order.
+
+    ``max_length`` overrides the model's context length (like the harness's ``max_length`` argument).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    add_bos = wants_bos(model) if add_bos is None else add_bos
+    limit = max_length or model_max_length(model, tokenizer)
+    encoded = [encode_pair(tokenizer, c, x, add_bos) for c, x in pairs]
+    # The forward input of a request is (context + continuation) minus its last token, cut from the left.
+    # Requests with the same input (the letter choices of one question) share one forward pass.
+    inputs: dict[tuple[int, ...], int] = {}
+    plan = []
+    for ctx, cont in encoded:
+        if not cont:
+            raise ValueError("a continuation encodes to no tokens")
+        inp = tuple((ctx + cont)[-(limit + 1):][:-1])
+        plan.append((inputs.setdefault(inp, len(inputs)), cont))
+    unique = list(inputs)
+    order = sorted(range(len(unique)), key=lambda i: (-len(unique[i]), unique[i]))  # longest first, as the harness
+    device = next(model.parameters()).device
+    rows: dict[int, Any] = {}
+    with torch.inference_mode():
+        for start in range(0, len(order), max(1, batch_size)):
+            chunk = order[start:start + batch_size]
+            width = max(len(unique[i]) for i in chunk)
+            batch = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, i in enumerate(chunk):
+                batch[row, :len(unique[i])] = torch.tensor(unique[i], dtype=torch.long)
+            logprobs = F.log_softmax(model(batch.to(device)).logits, dim=-1).cpu()
+            for row, i in enumerate(chunk):
+                rows[i] = logprobs[row, :len(unique[i])]
+    results = []
+    for index, cont in plan:
+        length = len(unique[index])
+        picked = rows[index][length - len(cont):length]
+        target = torch.tensor(cont, dtype=torch.long)
+        greedy = bool((picked.argmax(dim=-1) == target).all())
+        results.append((float(picked.gather(1, target.unsqueeze(-1)).sum()), greedy))
+    return results

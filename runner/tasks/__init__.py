@@ -1,0 +1,1 @@
+"""Benchmark families: how each multiple-choice benchmark is loaded, prompted and scored."""

@@ -1,0 +1,77 @@
+"""The prompts of lm-evaluation-harness's multiple-choice tasks (MedQA, MedMCQA, PubMedQA, MMLU).
+
+For each question the prompt is the harness's task prompt (``medqa_4options``: "Question: {q}\\nA. {A}\\n...
+D. {D}\\nAnswer:"), each choice is a continuation after the target delimiter (" A" ... " D"; PubMedQA's are
+" yes" / " no" / " maybe"). K solved examples go in front, separated by a blank line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from runner.core.questions import Question
+
+TARGET_DELIMITER = " "
+FEWSHOT_DELIMITER = "\n\n"
+TEMPLATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class HarnessRequest:
+    """One question as the harness sees it: the prompt, the choice strings and the gold index."""
+
+    context: str
+    choices: list[str]
+    gold: int
+
+
+def task_family(task: str | None) -> str:
+    """Which harness prompt a task uses: ``medmcqa``, ``pubmedqa``, ``mmlu`` or ``medqa`` (the default)."""
+    name = (task or "").lower().replace("-", "_")
+    if name.startswith("medmcqa"):
+        return "medmcqa"
+    if name.startswith(("pubmedqa", "pubmed_qa")):
+        return "pubmedqa"
+    if name.startswith("mmlu_"):
+        return "mmlu"
+    return "medqa"
+
+
+def doc_to_text(q: Question) -> str:
+    """The harness's prompt for one question (without description or few-shot examples)."""
+    options = q.options or {}
+    family = task_family(q.task)
+    if family == "pubmedqa":
+        return f"Abstract: {q.context or ''}\nQuestion: {q.question}\nAnswer:"
+    lines = "".join(f"{letter}. {text}\n" for letter, text in options.items())
+    if family == "medmcqa":
+        return f"Question: {q.question}\nChoices:\n{lines}Answer:"
+    if family == "mmlu":
+        return f"{q.question.strip()}\n{lines}Answer:"
+    context = f"Context: {q.context}\n" if q.context else ""  # not in MedQA; kept for custom questions
+    return f"{context}Question: {q.question}\n{lines}Answer:"
+
+
+def doc_to_choices(q: Question) -> list[str]:
+    """The choice strings: the option texts for PubMedQA, the letters otherwise."""
+    options = q.options or {}
+    return list(options.values()) if task_family(q.task) == "pubmedqa" else list(options)
+
+
+def description(task: str | None) -> str:
+    """The text the harness puts before everything else (MMLU only)."""
+    if task_family(task) == "mmlu":
+        subject = (task or "")[len("mmlu_"):].replace("_", " ")
+        return f"The following are multiple choice questions (with answers) about {subject}.\n\n"
+    return ""
+
+
+def build_request(q: Question, fewshot: Sequence[Question] = ()) -> HarnessRequest:
+    """The harness request for a question: description, K solved examples, then the question."""
+    if not q.options or q.answer is None:
+        raise ValueError(f"question {q.n} is not multiple-choice")
+    shots = "".join(doc_to_text(ex) + TARGET_DELIMITER + doc_to_choices(ex)[list(ex.options or {}).index(ex.answer)]
+                    + FEWSHOT_DELIMITER for ex in fewshot)
+    return HarnessRequest(context=description(q.task) + shots + doc_to_text(q), choices=doc_to_choices(q),
+                          gold=list(q.options).index(q.answer))

@@ -1,0 +1,376 @@
+"""Saved answers, grouped for comparison: the data behind ``compare``, the HTML report and agreement.
+
+Everything here only reads the output store; no model is ever asked for an answer. The functions
+return plain dataclasses (and ``answers_table`` plain dicts) so notebooks can use them directly::
+
+    from runner.views.answers import question_answers, answers_table
+    qa = question_answers(3, "outputs")          # question 3, every model x persona
+    rows = answers_table("outputs")              # one dict per answer (pandas.DataFrame(rows))
+
+Views show one question set at a time (``question_set``; by default the only one, or the latest run's).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.core.errors import UsageError
+from runner.core.store import Store, legacy_set_name, with_tag
+from runner.tasks.letters import extract_letter
+
+DEFAULT_OUTPUT_DIR = "outputs"
+
+
+@dataclass
+class Answer:
+    """One saved answer of one generative model, under one persona, to question ``n``."""
+
+    n: int
+    model: str  # canonical provider:model-id
+    label: str  # display name: the catalog alias when there is one, ``@tag`` for a named variant
+    persona: str
+    question: str
+    set_name: str = ""
+    tag: str | None = None
+    text: str = ""
+    error: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float | None = None
+    finish_reason: str | None = None
+    run_id: str | None = None
+    time: str | None = None
+    question_differs: bool = False  # answered another question text saved under the same number
+    chosen: str | None = None  # multiple-choice answers: the letter extracted (None: unparseable)
+    correct: bool | None = None  # multiple-choice answers: whether ``chosen`` is the right letter
+
+    @property
+    def ok(self) -> bool:
+        """True when the model produced an answer (no error)."""
+        return not self.error
+
+    @property
+    def verdict(self) -> str | None:
+        """For a multiple-choice answer: ``right``, ``wrong`` or ``unparseable``; None otherwise."""
+        if self.correct is None:
+            return None
+        if self.chosen is None:
+            return "unparseable"
+        return "right" if self.correct else "wrong"
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Answer:
+        """Build an Answer from a store record (multiple-choice answers get their letter and verdict)."""
+        model = str(record.get("model") or record.get("slug") or "?")
+        tag = record.get("tag") or None
+        label = with_tag(str(record.get("alias") or model), tag)
+        answer = cls(n=int(record["n"]), model=model, label=label, persona=str(record.get("persona") or "?"),
+                     question=str(record.get("question") or ""), set_name=str(record.get("set") or ""), tag=tag,
+                     text=str(record.get("text") or ""), error=record.get("error") or None,
+                     prompt_tokens=record.get("prompt_tokens"), completion_tokens=record.get("completion_tokens"),
+                     latency_s=record.get("latency_s"), finish_reason=record.get("finish_reason"),
+                     run_id=record.get("run_id"), time=record.get("time"))
+        options, right = record.get("options"), record.get("answer")
+        if answer.ok and isinstance(options, dict) and options and right:
+            answer.chosen = extract_letter(answer.text, options)
+            answer.correct = answer.chosen == right
+        return answer
+
+
+@dataclass
+class QuestionAnswers:
+    """Question ``n`` and every selected model's answer to it under every selected persona."""
+
+    n: int
+    question: str
+    set_name: str = ""
+    question_id: str | None = None
+    context: str | None = None
+    options: dict[str, str] | None = None
+    correct: str | None = None  # the letter of the right option, for multiple-choice questions
+    task: str | None = None
+    answers: list[Answer] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)  # labels, in display order
+    personas: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def disagreement(self) -> bool:
+        """For a multiple-choice question: True when some answer is wrong or unparseable, or two chose differently."""
+        verdicts = [a for a in self.answers if a.verdict is not None]
+        return any(a.verdict != "right" for a in verdicts) or len({a.chosen for a in verdicts}) > 1
+
+    def get(self, label: str, persona: str) -> Answer | None:
+        """The answer of model ``label`` under ``persona``, or None when it has none."""
+        return next((a for a in self.answers if a.label == label and a.persona == persona), None)
+
+    @property
+    def columns_by(self) -> str:
+        """``persona`` when one model is compared across personas, else ``model``."""
+        return "persona" if len(self.models) == 1 and len(self.personas) > 1 else "model"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON-serialisable)."""
+        return asdict(self)
+
+
+def resolve_aliases(name: str) -> set[str]:
+    """Every spelling under which a model filter may match a record: as given, canonical name, alias, slug."""
+    names = {name}
+    base, _, tag = name.partition("@")
+    try:
+        from runner.providers.catalog import resolve_model
+
+        spec = resolve_model(base)
+        names.update(with_tag(x, tag) for x in (spec.name, spec.alias, spec.slug) if x)
+    except (UsageError, ValueError):  # a slug or an unknown spelling is still a valid filter
+        pass
+    return names
+
+
+def record_names(record: dict[str, Any]) -> set[str]:
+    """Every name a model filter may use for a record: model, alias, slug, each also as ``name@tag``.
+
+    A plain name matches every variant of the model; ``name@tag`` matches one.
+    """
+    names = {str(record[k]) for k in ("model", "alias", "slug", "model_id") if record.get(k)}
+    if record.get("tag"):
+        names |= {f"{name}@{record['tag']}" for name in names}
+    return names
+
+
+def load_records(output_dir: str | Path = DEFAULT_OUTPUT_DIR, question_set: str | None = None) -> list[dict[str, Any]]:
+    """Every saved record under ``output_dir`` (of one question set, or all); a missing folder is an error."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        raise UsageError(f"output folder {root} does not exist; run some questions first "
+                         "(or point --output-dir at the folder holding the answers)")
+    return list(Store(root).iter_records(question_set))
+
+
+def question_sets(output_dir: str | Path = DEFAULT_OUTPUT_DIR) -> list[dict[str, Any]]:
+    """The question sets saved under ``output_dir``: name, questions, answers, and where the questions came from."""
+    store = Store(output_dir)
+    sets: dict[str, dict[str, Any]] = {}
+    for record in store.iter_records():
+        row = sets.setdefault(record["set"], {"name": record["set"], "questions": set(), "answers": 0,
+                                              "source": None})
+        row["questions"].add(record["n"])
+        row["answers"] += 1
+    for name, row in sets.items():
+        info = store.questions_set(name).info() or {}
+        row["questions"], row["source"] = len(row["questions"]), info.get("source")
+    return [sets[name] for name in sorted(sets)]
+
+
+def choose_set(output_dir: str | Path, question_set: str | None) -> tuple[str, str | None]:
+    """The question set a view shows, and a note when it was chosen among several.
+
+    Named: it must exist. Not named: the only set, else the set of the latest run (with a note naming the others).
+    """
+    if not Path(output_dir).is_dir():
+        raise UsageError(f"output folder {output_dir} does not exist; run some questions first "
+                         "(or point --output-dir at the folder holding the answers)")
+    names = Store(output_dir).set_names()
+    if question_set is not None:
+        if question_set not in names:
+            raise UsageError(f"no question set {question_set!r} under {output_dir}; saved sets: "
+                             f"{', '.join(names) or '(none)'}")
+        return question_set, None
+    if not names:
+        raise UsageError(f"no saved answers under {output_dir}; run some questions first")
+    if len(names) == 1:
+        return names[0], None
+    latest = next((manifest_set(m) for m in reversed(Store(output_dir).manifests()) if manifest_set(m) in names),
+                  names[0])
+    others = ", ".join(n for n in names if n != latest)
+    return latest, (f"showing question set {latest!r} (the latest run's); also saved: {others} "
+                    "(choose with --set NAME)")
+
+
+def manifest_set(manifest: dict[str, Any]) -> str:
+    """The question set a run wrote to (runs of version-1 stores: the set their questions file names)."""
+    return str(manifest.get("set") or legacy_set_name(manifest))
+
+
+def model_order(output_dir: str | Path, labels: Iterable[str]) -> list[str]:
+    """Labels in the order the runs listed their models (oldest run first), unknown ones last, sorted."""
+    order: dict[str, int] = {}
+    for manifest in Store(output_dir).manifests():
+        for model in manifest.get("models") or []:
+            for key in (model.get("alias"), model.get("name")):
+                if key and key not in order:
+                    order[key] = len(order)
+    return sorted(set(labels), key=lambda label: (order.get(label, len(order)), label))
+
+
+def load_answers(output_dir: str | Path = DEFAULT_OUTPUT_DIR, models: Sequence[str] | None = None,
+                 personas: Sequence[str] | None = None, question_set: str | None = None) -> list[Answer]:
+    """Every saved answer of a generative model in one question set (all sets when None), filtered.
+
+    Raises UsageError when the folder holds no answers, or when a filter matches nothing (naming what exists).
+    """
+    records = [r for r in load_records(output_dir, question_set) if r.get("kind", "generator") == "generator"]
+    if not records:
+        where = f"question set {question_set!r} in {output_dir}" if question_set else str(output_dir)
+        raise UsageError(f"no saved answers under {where}; run some questions first")
+    answers = [Answer.from_record(r) for r in records]
+    if models:
+        wanted = [resolve_aliases(m) for m in models]
+        for name, spellings in zip(models, wanted, strict=True):
+            if not any(record_names(r) & spellings for r in records):
+                known = ", ".join(model_order(output_dir, {a.label for a in answers}))
+                raise UsageError(f"no saved answers from model {name!r} under {output_dir}; saved models: {known}")
+        keep = set().union(*wanted)
+        answers = [a for a, r in zip(answers, records, strict=True) if record_names(r) & keep]
+    if personas:
+        saved = sorted({a.persona for a in answers})
+        for name in personas:
+            if name not in saved:
+                raise UsageError(f"no saved answers under persona {name!r} in {output_dir}; "
+                                 f"saved personas: {', '.join(saved)}")
+        answers = [a for a in answers if a.persona in personas]
+    return answers
+
+
+def usage_parts(answer: Answer, *, unknown: str = "?", tokens: str = "tok") -> list[str]:
+    """Tokens, latency and a cut-off note for one answer, e.g. ``["111 in / 13 out tok", "0.42 s"]``."""
+    def num(value: int | None) -> str:
+        return unknown if value is None else f"{value:,}"
+
+    parts = []
+    if answer.prompt_tokens is not None or answer.completion_tokens is not None:
+        parts.append(f"{num(answer.prompt_tokens)} in / {num(answer.completion_tokens)} out {tokens}")
+    if answer.latency_s is not None:
+        parts.append(f"{answer.latency_s:.2f} s")
+    if answer.finish_reason == "length":
+        parts.append("cut at max tokens")
+    return parts
+
+
+def group_questions(answers: Sequence[Answer], model_labels: Sequence[str] | None = None,
+                    persona_order: Sequence[str] | None = None) -> list[QuestionAnswers]:
+    """Group answers by question number, in number order, with stable model and persona orders."""
+    labels = list(model_labels) if model_labels else sorted({a.label for a in answers})
+    personas = list(persona_order) if persona_order else sorted({a.persona for a in answers})
+    by_n: dict[int, list[Answer]] = {}
+    for answer in answers:
+        by_n.setdefault(answer.n, []).append(answer)
+    return [_question_view(n, by_n[n], labels, personas) for n in sorted(by_n)]
+
+
+def _question_view(n: int, answers: list[Answer], labels: list[str], personas: list[str]) -> QuestionAnswers:
+    # Several question files may have been run into one folder: the latest text wins, the rest are flagged.
+    latest = max(answers, key=lambda a: a.time or "")
+    texts = Counter(a.question for a in answers)
+    present_labels = [m for m in labels if any(a.label == m for a in answers)]
+    present_personas = [p for p in personas if any(a.persona == p for a in answers)]
+    ordered = sorted(answers, key=lambda a: (present_personas.index(a.persona), present_labels.index(a.label)))
+    view = QuestionAnswers(n=n, question=latest.question, answers=ordered, models=present_labels,
+                           personas=present_personas)
+    if len(texts) > 1:
+        for a in ordered:
+            a.question_differs = a.question != latest.question
+        view.warnings.append(f"answers to {len(texts)} different question texts are saved as question {n}; "
+                             "answers to an older text are marked")
+    return view
+
+
+def _fill_question_details(views: list[QuestionAnswers], output_dir: str | Path, question_set: str) -> None:
+    """Options, the correct letter, id, context and task come from the records themselves."""
+    wanted = {(v.n, v.question): v for v in views}
+    for view in views:
+        view.set_name = question_set
+    for record in load_records(output_dir, question_set):
+        view = wanted.get((record["n"], record.get("question")))
+        if view is not None and view.question_id is None:
+            view.question_id = record.get("question_id")
+            view.context = record.get("context")
+            options = record.get("options")
+            view.options = dict(options) if isinstance(options, dict) else None
+            view.correct = record.get("answer")
+            view.task = record.get("task")
+
+
+def all_questions(output_dir: str | Path = DEFAULT_OUTPUT_DIR, models: Sequence[str] | None = None,
+                  personas: Sequence[str] | None = None, question_set: str | None = None) -> list[QuestionAnswers]:
+    """Every question of one set with saved answers, each with its grid of answers (models x personas).
+
+    ``question_set`` None: the only set, or the latest run's (see ``choose_set``).
+    """
+    question_set, _ = choose_set(output_dir, question_set)
+    answers = load_answers(output_dir, models, personas, question_set)
+    views = group_questions(answers, label_order(output_dir, answers, models), persona_order(answers, personas))
+    _fill_question_details(views, output_dir, question_set)
+    return views
+
+
+def label_order(output_dir: str | Path, answers: Sequence[Answer], models: Sequence[str] | None = None) -> list[str]:
+    """The model labels of ``answers`` in display order: as the user named them, else as the runs listed them.
+
+    A model's named variants (``label@tag``) follow its untagged answers.
+    """
+    if not models:
+        base = model_order(output_dir, {a.label.partition("@")[0] for a in answers})
+        return sorted({a.label for a in answers},
+                      key=lambda label: (base.index(label.partition("@")[0]), "@" in label, label))
+    out: list[str] = []
+    for name in models:
+        spellings = resolve_aliases(name)
+        for a in answers:
+            if (a.label in spellings or a.model in spellings) and a.label not in out:
+                out.append(a.label)
+    return out + sorted({a.label for a in answers} - set(out))
+
+
+def persona_order(answers: Sequence[Answer], personas: Sequence[str] | None = None) -> list[str]:
+    """The personas of ``answers`` in display order: as the user named them, else alphabetical."""
+    present = {a.persona for a in answers}
+    return [p for p in personas if p in present] if personas else sorted(present)
+
+
+def question_answers(n: int, output_dir: str | Path = DEFAULT_OUTPUT_DIR, models: Sequence[str] | None = None,
+                     personas: Sequence[str] | None = None, question_set: str | None = None) -> QuestionAnswers:
+    """Question ``n`` of one set with every selected model's answer under every selected persona.
+
+    Raises UsageError when no answer to question ``n`` is saved (naming the numbers that are).
+    """
+    views = {v.n: v for v in all_questions(output_dir, models, personas, question_set)}
+    if n not in views:
+        numbers = sorted(views)
+        shown = ", ".join(map(str, numbers[:20])) + (", ..." if len(numbers) > 20 else "")
+        where = next(iter(views.values())).set_name if views else question_set
+        raise UsageError(f"question {n} has no saved answers in question set {where!r} under {output_dir}; "
+                         f"saved questions: {shown}")
+    return views[n]
+
+
+def answers_table(output_dir: str | Path = DEFAULT_OUTPUT_DIR, models: Sequence[str] | None = None,
+                  personas: Sequence[str] | None = None, question_set: str | None = None) -> list[dict[str, Any]]:
+    """One flat dict per saved answer (set, n, model, label, persona, text, error, tokens, chosen, correct, ...).
+
+    Every set unless ``question_set`` names one.
+    """
+    return [asdict(a) for a in load_answers(output_dir, models, personas, question_set)]
+
+
+def encoder_summary(output_dir: str | Path = DEFAULT_OUTPUT_DIR,
+                    question_set: str | None = None) -> list[dict[str, Any]]:
+    """The encoder (embedding) models in the store: model, persona, vectors saved, failures, dimension."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for record in load_records(output_dir, question_set):
+        if record.get("kind") != "embedder":
+            continue
+        label = str(record.get("alias") or record.get("model"))
+        row = rows.setdefault((label, str(record.get("persona"))), {
+            "model": label, "persona": record.get("persona"), "embedded": 0, "failed": 0, "dim": None})
+        if record.get("error"):
+            row["failed"] += 1
+        else:
+            row["embedded"] += 1
+            row["dim"] = record.get("embedding_dim") or row["dim"]
+    return list(rows.values())

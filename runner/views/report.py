@@ -1,0 +1,514 @@
+"""The self-contained HTML report: run settings, a summary per model, and every question's answers in a grid.
+
+One file with inline CSS and JS only; it makes no request to any server and opens from ``file://``.
+Model output is always text: every value goes through ``html.escape`` (quotes included), and a
+Content-Security-Policy allows only the report's own script, so even a mistake could not run an answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner.core.store import Store, atomic_write
+from runner.views.answers import (
+    DEFAULT_OUTPUT_DIR,
+    Answer,
+    QuestionAnswers,
+    all_questions,
+    choose_set,
+    encoder_summary,
+    manifest_set,
+    question_sets,
+    resolve_aliases,
+    usage_parts,
+)
+from runner.views.report_assets import CSS, SCRIPT
+
+if TYPE_CHECKING:
+    from runner.views.agreement import Agreement
+    from runner.views.scores import TaskScore
+
+LONG_ANSWER = 1200  # characters; longer answers show a preview and collapse the rest
+PREVIEW = 600
+SETTINGS_SHOWN = ("max_new_tokens", "temperature", "top_p", "seed", "batch_size", "concurrency", "max_attempts",
+                  "timeout_s")
+
+
+# C0 control characters (escape sequences in model output) are invalid in HTML text: show their symbols instead.
+_CONTROLS = {c: 0x2400 + c for c in range(32) if chr(c) not in "\t\n\r"} | {0x7F: 0x2421}
+
+
+def esc(value: object) -> str:
+    """Any value as HTML text (quotes escaped too, so it is safe inside attributes)."""
+    return html.escape("" if value is None else str(value), quote=True).translate(_CONTROLS)
+
+
+@dataclass
+class ModelSummary:
+    """Totals of one model's saved answers across the selected personas."""
+
+    label: str
+    personas: list[str] = field(default_factory=list)
+    answered: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_total_s: float = 0.0
+    cost_usd: float | None = None
+
+    @property
+    def mean_latency_s(self) -> float | None:
+        """Mean seconds per attempted answer."""
+        count = self.answered + self.failed
+        return self.latency_total_s / count if count else None
+
+
+def price_table(manifests: Sequence[dict[str, Any]]) -> dict[str, tuple[float, float]]:
+    """USD per million input/output tokens by model name and alias: the latest run's prices, else the catalog's."""
+    from runner.providers.catalog import CATALOG
+
+    prices: dict[str, tuple[float, float]] = {}
+    for spec in CATALOG.values():
+        if spec.price_input_per_mtok is not None and spec.price_output_per_mtok is not None:
+            for key in (spec.name, spec.alias):
+                prices[str(key)] = (spec.price_input_per_mtok, spec.price_output_per_mtok)
+    for manifest in manifests:  # oldest first, so the latest run's prices win
+        for model in manifest.get("models") or []:
+            pin, pout = model.get("price_input_per_mtok"), model.get("price_output_per_mtok")
+            if pin is not None and pout is not None:
+                for key in (model.get("name"), model.get("alias")):
+                    if key:
+                        prices[key] = (float(pin), float(pout))
+    return prices
+
+
+def model_summaries(views: Sequence[QuestionAnswers], manifests: Sequence[dict[str, Any]]) -> list[ModelSummary]:
+    """Answered, failed, tokens, latency and estimated cost per model, in display order."""
+    from runner.providers.catalog import cost_usd
+
+    prices = price_table(manifests)
+    out: dict[str, ModelSummary] = {}
+    for answer in (a for v in views for a in v.answers):
+        s = out.setdefault(answer.label, ModelSummary(answer.label))
+        if answer.persona not in s.personas:
+            s.personas.append(answer.persona)
+        s.answered += answer.ok
+        s.failed += not answer.ok
+        s.prompt_tokens += answer.prompt_tokens or 0
+        s.completion_tokens += answer.completion_tokens or 0
+        s.latency_total_s += answer.latency_s or 0.0
+        price = prices.get(answer.model) or prices.get(answer.label)
+        if price:
+            cost = cost_usd(answer.prompt_tokens or 0, answer.completion_tokens or 0, price)
+            s.cost_usd = (s.cost_usd or 0.0) + cost
+    order = list(dict.fromkeys(m for v in views for m in v.models))
+    return sorted(out.values(), key=lambda s: order.index(s.label) if s.label in order else len(order))
+
+
+def build_report(output_dir: str | Path = DEFAULT_OUTPUT_DIR, *, models: Sequence[str] | None = None,
+                 personas: Sequence[str] | None = None, agreement: Agreement | None = None,
+                 title: str = "Model comparison report", question_set: str | None = None) -> str:
+    """The report of one question set as one HTML string (raises UsageError when there are no saved answers).
+
+    ``question_set`` None: the only set, or the latest run's. Multiple-choice answers get their verdict, and a
+    scores section (the set's leaderboard, log-likelihood records included) comes after the model summary.
+    """
+    question_set, _ = choose_set(output_dir, question_set)
+    views = all_questions(output_dir, models, personas, question_set)
+    all_manifests = Store(output_dir).manifests()
+    manifests = [m for m in all_manifests if _in_set(m, question_set)]
+    scores = set_scores(output_dir, question_set, models, personas)
+    sets = question_sets(output_dir)
+    total = sum(len(v.answers) for v in views)
+    failed = sum(not a.ok for v in views for a in v.answers)
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    labels = list(dict.fromkeys(m for v in views for m in v.models))
+    persona_names = list(dict.fromkeys(p for v in views for p in v.personas))
+    judged = [v for v in views if any(a.verdict for a in v.answers)]
+    only_wrong = ""
+    if judged:
+        flagged = sum(v.disagreement for v in judged)
+        only_wrong = ('<label class="only-wrong" title="Show only the multiple-choice questions that some answer got '
+                      'wrong (or left unparseable), or where the answers chose different letters">'
+                      '<input type="checkbox" id="only-wrong"> Only wrong or disagreeing '
+                      f'<span class="count">{flagged} of {len(views)}</span></label>')
+    body = [
+        _settings_section(manifests, question_set, sets, len(all_manifests)),
+        _summary_section(model_summaries(views, all_manifests), encoder_summary(output_dir, question_set)),
+        _scores_section(scores, {v.n for v in views}) if scores else "",
+        _agreement_section(agreement) if agreement else "",
+        '<div class="toolbar"><button type="button" id="expand-all">Expand all answers</button>'
+        '<button type="button" id="collapse-all">Collapse all answers</button></div>',
+        *(_question_section(v, agreement) for v in views),
+    ]
+    script_hash = base64.b64encode(hashlib.sha256(SCRIPT.encode("utf-8")).digest()).decode("ascii")
+    csp = (f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{script_hash}'; img-src data:; "
+           "base-uri 'none'; form-action 'none'")
+    subtitle = (f"question set {question_set} · {_count(len(views), 'question')} · {_count(len(labels), 'model')} · "
+                f"{_count(len(persona_names), 'persona')} · {_count(total, 'answer')}"
+                f" ({failed} failed) · from {Path(output_dir)} · generated {generated}")
+    sections = [("settings", "Run settings"), ("models", "Models")]
+    sections += [("scores", "Scores")] if scores else []
+    sections += [("agreement", "Agreement")] if agreement else []
+    return "\n".join([
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{esc(csp)}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{esc(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
+        f'<header class="top"><h1>{esc(title)}</h1><p>{esc(subtitle)}</p>'
+        f"{_other_sets_line(output_dir, question_set, sets)}</header>",
+        '<div class="layout">', _toc(views, sections, only_wrong), f'<main id="main">{"".join(body)}</main>', "</div>",
+        "<footer>Answers are shown exactly as the models wrote them, as plain text. Costs are estimates from the "
+        "prices in the run manifests or the catalog. Made by medical-model-runner.</footer>",
+        f"<script>{SCRIPT}</script>", "</body>", "</html>", ""])
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def set_scores(output_dir: str | Path, question_set: str, models: Sequence[str] | None = None,
+               personas: Sequence[str] | None = None) -> list[TaskScore]:
+    """The multiple-choice scores of one question set, with the report's model and persona filters.
+
+    Log-likelihood records count too (they are no answers, so they have no card); the persona filter applies to
+    free-text answers only, as in ``score``.
+    """
+    from runner.views.scores import collect_scores
+
+    names = set().union(*(resolve_aliases(m) for m in models)) if models else None
+    return collect_scores(Store(output_dir).iter_records(question_set), models=names,
+                          personas=set(personas) if personas else None)
+
+
+def _in_set(manifest: dict[str, Any], question_set: str) -> bool:
+    """Whether a run wrote to ``question_set`` (a log-likelihood run may name several ``sets``)."""
+    named = manifest.get("sets")
+    if isinstance(named, list) and named:
+        return question_set in named
+    return manifest_set(manifest) == question_set
+
+
+def _other_sets_line(output_dir: str | Path, question_set: str, sets: Sequence[dict[str, Any]]) -> str:
+    others = [s for s in sets if s["name"] != question_set]
+    if not others:
+        return ""
+    import shlex
+
+    listed = ", ".join(f"{s['name']} ({s['questions']} questions)" for s in others[:12])
+    listed += f" and {len(others) - 12} more" if len(others) > 12 else ""
+    example = others[0]["name"]
+    out = Path(output_dir)
+    command = ["python", "medical_model_runner.py", "report"]
+    command += ["--output-dir", str(out)] if str(out) != DEFAULT_OUTPUT_DIR else []
+    command += ["--set", example, "--out", str(out / f"report-{example}.html")]
+    return (f'<p class="sets">This report shows question set <b>{esc(question_set)}</b>. The folder also holds: '
+            f"{esc(listed)}. Report another with <code>{esc(shlex.join(command))}</code></p>")
+
+
+def write_report(output_dir: str | Path = DEFAULT_OUTPUT_DIR, out: str | Path | None = None, **kwargs: Any) -> Path:
+    """Write the report to ``out`` (default ``<output_dir>/report.html``) and return its path."""
+    path = Path(out) if out else Path(output_dir) / "report.html"
+    atomic_write(path, build_report(output_dir, **kwargs))
+    path.chmod(0o644)  # the temporary file behind atomic_write is private; a report is meant to be shared
+    return path
+
+
+def _toc(views: Sequence[QuestionAnswers], sections: Sequence[tuple[str, str]], only_wrong: str) -> str:
+    head = "".join(f'<a href="#{anchor}">{esc(name)}</a>' for anchor, name in sections)
+    links = []
+    for v in views:
+        failed = sum(not a.ok for a in v.answers)
+        warn = f' <span class="warn" title="{failed} failed">●</span>' if failed else ""
+        links.append(f'<a class="qlink" href="#q{v.n}" data-disagree="{int(v.disagreement)}" '
+                     f'title="{esc(v.question)}"><span class="num">{v.n}</span>'
+                     f"{esc(_one_line(v.question, 90))}{warn}</a>")
+    return ('<nav class="toc" aria-label="Contents"><h2>Report</h2>' + head
+            + '<h2>Questions</h2><input id="toc-filter" type="search" placeholder="Filter questions" '
+              'aria-label="Filter questions">' + only_wrong + "".join(links) + "</nav>")
+
+
+def _one_line(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _settings_section(manifests: Sequence[dict[str, Any]], question_set: str, sets: Sequence[dict[str, Any]],
+                      total_runs: int) -> str:
+    """The runs that wrote to the question set shown (latest first), and where its questions came from."""
+    info = next((s for s in sets if s["name"] == question_set), None) or {}
+    source = f" · questions from {info['source']}" if info.get("source") else ""
+    others = total_runs - len(manifests)
+    runs = f" · {len(manifests)} runs" + (f" ({others} more in this folder wrote to other sets)" if others else "")
+    head = (f'<section class="block" id="settings"><h2>Run settings</h2><p class="small muted setline">'
+            f"Question set <b>{esc(question_set)}</b>{esc(source)}{esc(runs)}</p>")
+    if not manifests:
+        return f'{head}<p class="muted">No run manifest for this question set in this folder.</p></section>'
+    rows = []
+    for m in reversed(manifests):  # latest first
+        q = m.get("questions") or {}
+        settings = m.get("settings") or {}
+        shown = ", ".join(f"{k}={settings[k]}" for k in SETTINGS_SHOWN if settings.get(k) is not None)
+        models = ", ".join(str(x.get("alias") or x.get("name")) for x in m.get("models") or [])
+        persona_names = ", ".join(str(p.get("name")) for p in m.get("personas") or [])
+        path = q.get("path")
+        what = f"{Path(path).name if path else '-'} ({q.get('count')})"
+        what += " · log-likelihood" if m.get("method") == "loglik" else ""
+        rows.append(f"<tr><td class='mono'>{esc(m.get('run_id'))}</td><td>{esc(m.get('started'))}</td>"
+                    f"<td>{esc(m.get('status'))}</td><td title='{esc(path)}'>{esc(what)}</td>"
+                    f"<td>{esc(models)}</td><td>{esc(persona_names)}</td>"
+                    f"<td class='mono small gen'>{esc(shown)}</td></tr>")
+    latest = manifests[-1]
+    packages = ", ".join(f"{k} {v}" for k, v in (latest.get("packages") or {}).items() if v)
+    details = (f"<details><summary class='small muted'>Environment of the latest run</summary><dl class='kv'>"
+               f"<dt>Command</dt><dd class='mono'>{esc(' '.join(latest.get('argv') or []))}</dd>"
+               f"<dt>Python</dt><dd>{esc(latest.get('python'))} on {esc(latest.get('platform'))}</dd>"
+               f"<dt>Packages</dt><dd>{esc(packages)}</dd>"
+               f"<dt>Questions sha256</dt><dd class='mono'>{esc((latest.get('questions') or {}).get('sha256'))}</dd>"
+               "</dl></details>")
+    return (f'{head}<div class="scroll"><table class="data">'
+            "<tr><th>Run</th><th>Started</th><th>Status</th><th>Questions</th><th>Models</th><th>Personas</th>"
+            f"<th>Generation settings</th></tr>{''.join(rows)}</table></div>{details}</section>")
+
+
+def _summary_section(summaries: Sequence[ModelSummary], encoders: Sequence[dict[str, Any]]) -> str:
+    rows = []
+    for s in summaries:
+        latency = f"{s.mean_latency_s:.2f} s" if s.mean_latency_s is not None else "-"
+        cost = f"${s.cost_usd:.4f}" if s.cost_usd is not None else "-"
+        failed = f'<span class="badge bad">{s.failed}</span>' if s.failed else "0"
+        rows.append(f"<tr><td><strong>{esc(s.label)}</strong></td><td>{esc(', '.join(s.personas))}</td>"
+                    f"<td class='n'>{s.answered}</td><td class='n'>{failed}</td>"
+                    f"<td class='n'>{s.prompt_tokens:,}</td><td class='n'>{s.completion_tokens:,}</td>"
+                    f"<td class='n'>{latency}</td><td class='n'>{s.latency_total_s:.1f} s</td>"
+                    f"<td class='n'>{cost}</td></tr>")
+    enc = ""
+    if encoders:
+        items = ", ".join(_encoder_line(e) for e in encoders)
+        enc = ("<p class='small muted'>Encoder models in this folder (embeddings, not shown as answers): "
+               f"{esc(items)}</p>")
+    return ('<section class="block" id="models"><h2>Models</h2><div class="scroll"><table class="data">'
+            "<tr><th>Model</th><th>Personas</th><th>Answered</th><th>Failed</th><th>Tokens in</th><th>Tokens out</th>"
+            "<th>Mean latency</th><th>Total time</th><th>Est. cost</th></tr>"
+            f"{''.join(rows)}</table></div>{enc}</section>")
+
+
+def _encoder_line(row: dict[str, Any]) -> str:
+    extra = [f"dim {row['dim']}"] if row["dim"] else []
+    extra += [f"{row['failed']} failed"] if row["failed"] else []
+    return f"{row['model']} ({row['persona']}: {row['embedded']} vectors{''.join(', ' + x for x in extra)})"
+
+
+def _scores_section(scores: Sequence[TaskScore], shown: set[int]) -> str:
+    """The set's leaderboard (accuracy % ± standard error), counts of unparseable and failed answers, and the chart."""
+    from runner.views.scores import column_of, leaderboard, task_title, truncation_warnings
+
+    columns, rows = leaderboard(scores)
+    counts: dict[tuple[str, str, str], list[int]] = {}
+    for s in scores:
+        row = counts.setdefault((s.label, s.persona, s.method), [0, 0])
+        row[0] += len(s.unparseable)
+        row[1] += s.failed
+    head = "".join(f"<th class='n'>{esc(task_title(c))}</th>" for c in columns)
+    lines = []
+    for row in rows:
+        cells = []
+        for c in columns:
+            t = row.tasks.get(c)
+            if t is None:
+                cells.append("<td class='n muted'>–</td>")
+                continue
+            sub = f"<div class='sub'>{t.correct}/{t.n} right</div>"
+            if t.method == "loglik" and t.acc_norm is not None:
+                sub += f"<div class='sub'>acc_norm {_pct(t.acc_norm, t.acc_norm_stderr)}</div>"
+            cells.append(f"<td class='n' title='{esc(t.n)} questions'>{_pct(t.accuracy, t.stderr)}{sub}</td>")
+        unparseable, failed = counts.get((row.label, row.persona, row.method), [0, 0])
+        average = _pct(row.average) + ("" if row.complete else " †")
+        method = "log-likelihood (acc; acc_norm below)" if row.method == "loglik" else f"free text · {row.persona}"
+        lines.append(f"<tr><td><strong>{esc(row.label)}</strong><div class='sub'>{esc(method)}</div></td>"
+                     f"{''.join(cells)}<td class='n'><strong>{average}</strong></td>"
+                     f"<td class='n'>{_count_badge(unparseable)}</td><td class='n'>{_count_badge(failed)}</td></tr>")
+    notes = []
+    scored = {(r.label, r.persona, r.method) for r in rows}
+    for (label, persona, method), (_, failed) in counts.items():
+        if (label, persona, method) not in scored and failed:
+            notes.append(f"{label} [{persona}]: {failed} failed, none to score (run again to retry)")
+    notes += truncation_warnings(scores)
+    warn = "".join(f"<p class='warnline'>{esc(n)}</p>" for n in notes)
+    unparseable = []
+    for s in scores:
+        for item in s.unparseable:
+            text = _one_line(str(item.get("text") or ""), 160) or "(empty)"
+            n = item.get("n")
+            where = f"<a href='#q{n}'>question {esc(n)}</a>" if n in shown else f"question {esc(n)}"
+            unparseable.append(f"<li>{where} · {esc(s.label)} [{esc(s.persona)}] · "
+                               f"{esc(task_title(column_of(s, scores)))}: <span class='muted'>{esc(text)}</span></li>")
+    listing = (f"<details><summary class='small muted'>Unparseable answers ({len(unparseable)}): no letter found; "
+               f"counted as wrong</summary><ul class='small plain'>{''.join(unparseable)}</ul></details>"
+               if unparseable else "")
+    table = ""
+    if rows:
+        table = (f"<div class='scroll'><table class='data scores'><tr><th>Model</th>{head}<th class='n'>Average</th>"
+                 f"<th class='n'>Unparseable</th><th class='n'>Failed</th></tr>{''.join(lines)}</table></div>"
+                 "<p class='small muted'>Accuracy in % ± standard error (sqrt(p(1-p)/(n-1)), as the "
+                 "lm-evaluation-harness). Average: unweighted mean over the tasks; † averaged over the tasks that "
+                 "row has. Free-text answers: the chosen letter is extracted; an unparseable answer counts as wrong, "
+                 "a failed one is not counted. Log-likelihood rows use the harness's method (acc, and acc_norm "
+                 "per character).</p>")
+    return (f'<section class="block" id="scores"><h2>Scores</h2>{table}{warn}{listing}{_chart(scores)}'
+            "</section>")
+
+
+def _pct(value: float | None, stderr: float | None = None) -> str:
+    if value is None:
+        return "–"
+    return f"{100 * value:.1f}" + (f" ± {100 * stderr:.1f}" if stderr is not None else "")
+
+
+def _count_badge(count: int) -> str:
+    return f'<span class="badge bad">{count}</span>' if count else "0"
+
+
+def _chart(scores: Sequence[TaskScore]) -> str:
+    """The leaderboard chart as an embedded PNG (rendered in a temporary folder, never in the output folder)."""
+    import tempfile
+
+    from runner.views.scores import render_chart
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="report-chart-") as tmp:
+            path = render_chart(scores, Path(tmp) / "scores.png")
+            data = path.read_bytes() if path else b""
+    except ImportError:
+        return "<p class='small muted'>(The chart needs matplotlib.)</p>"
+    if not data:
+        return ""
+    encoded = base64.b64encode(data).decode("ascii")
+    return (f'<img class="chart" alt="Bar chart of the accuracy per task and model (the table above)" '
+            f'src="data:image/png;base64,{encoded}">')
+
+
+def _heat(value: float | None) -> str:
+    if value is None:
+        return ""
+    v = max(0.0, min(1.0, value))
+    light = 97 - 52 * v
+    return f' style="background:hsl(218 65% {light:.0f}%);color:{"#fff" if light < 62 else "#1d2330"}"'
+
+
+def _agreement_section(agreement: Agreement) -> str:
+    matrix, counts = agreement.matrix(), agreement.pair_counts()
+    to_q = agreement.question_similarity_by_label()
+    head = "".join(f"<th class='rot'>{esc(label)}</th>" for label in agreement.labels)
+    rows = []
+    for i, label in enumerate(agreement.labels):
+        cells = "".join(
+            f"<td class='v'{_heat(v)} title='{counts[i][j]} answer sets'>{'-' if v is None else f'{v:.2f}'}</td>"
+            for j, v in enumerate(matrix[i]))
+        q = to_q.get(label)
+        rows.append(f"<tr><th>{esc(label)}</th>{cells}<td class='v'{_heat(q)}>{'-' if q is None else f'{q:.2f}'}"
+                    "</td></tr>")
+    what = "models (within each question and persona)" if agreement.by == "model" else \
+        "personas (within each question and model)"
+    return ('<section class="block" id="agreement"><h2>Agreement</h2>'
+            f"<p class='small muted'>Cosine similarity of the answers' embeddings ({esc(agreement.encoder)}), "
+            f"compared between {what} and averaged over {agreement.group_count()} answer sets. 1.00 means the "
+            "same meaning; values near 0 unrelated text. The last column is the mean similarity of each one's "
+            "answers to the questions. Failed answers take no part.</p>"
+            f'<div class="scroll"><table class="data matrix"><tr><th></th>{head}<th>vs question</th></tr>'
+            f"{''.join(rows)}</table></div></section>")
+
+
+def _question_section(view: QuestionAnswers, agreement: Agreement | None) -> str:
+    parts = [f'<section class="block question" id="q{view.n}" data-disagree="{int(view.disagreement)}">'
+             f'<div class="qhead"><h3>Question {view.n}</h3>']
+    for label, value in (("id", view.question_id), ("task", view.task)):
+        if value:
+            parts.append(f'<span class="badge">{label}: {esc(value)}</span>')
+    failed = sum(not a.ok for a in view.answers)
+    parts.append(f'<span class="badge {"bad" if failed else "ok"}">{len(view.answers) - failed}/'
+                 f"{len(view.answers)} answered</span>")
+    judged = [a for a in view.answers if a.verdict is not None]
+    if judged:
+        right = sum(a.verdict == "right" for a in judged)
+        letters = sorted({a.chosen for a in judged if a.chosen})
+        title = f"{right} of {len(judged)} multiple-choice answers right; chosen: {', '.join(letters) or 'none'}"
+        parts.append(f'<span class="badge {"ok" if right == len(judged) else "bad"} score" title="{esc(title)}">'
+                     f"{right}/{len(judged)} right</span>")
+    mean = agreement.question_mean(view.n) if agreement else None
+    if mean is not None:
+        parts.append(f'<span class="badge">agreement {mean:.2f}</span>')
+    parts.append("</div>")
+    if view.context:
+        parts.append(f'<div class="context">{esc(view.context)}</div>')
+    parts.append(f'<div class="qtext">{esc(view.question)}</div>')
+    if view.options:
+        items = "".join(f'<li class="{"correct" if k == view.correct else ""}">{esc(k)}. {esc(v)}'
+                        f'{" ✓" if k == view.correct else ""}</li>' for k, v in view.options.items())
+        parts.append(f'<ol class="options">{items}</ol>')
+    parts.extend(f'<p class="small" style="color:var(--bad)">Note: {esc(w)}</p>' for w in view.warnings)
+    parts.append(_grid(view, agreement))
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _grid(view: QuestionAnswers, agreement: Agreement | None) -> str:
+    """Models (rows) × personas (columns); a single persona lays the models out as cards side by side."""
+    if len(view.personas) == 1:
+        cards = "".join(_card(view, view.get(m, view.personas[0]), m, agreement) for m in view.models)
+        return (f'<div class="grid" style="grid-template-columns:repeat(auto-fill,minmax(min(100%,340px),1fr))">'
+                f"{cards}</div>")
+    columns = f"repeat({len(view.personas)},minmax(15rem,1fr))"
+    cells = [f'<div class="colhead">{esc(p)}</div>' for p in view.personas]
+    for m in view.models:
+        cells.extend(_card(view, view.get(m, p), m, agreement) for p in view.personas)
+    return f'<div class="scroll"><div class="grid" style="grid-template-columns:{columns}">{"".join(cells)}</div></div>'
+
+
+def _card(view: QuestionAnswers, answer: Answer | None, who: str, agreement: Agreement | None) -> str:
+    if answer is None:
+        return f'<div class="card missing"><div class="who">{esc(who)}</div>no saved answer</div>'
+    meta = usage_parts(answer, unknown="0", tokens="tokens")
+    if agreement is not None:
+        label, other = (answer.label, answer.persona) if agreement.by == "model" else (answer.persona, answer.label)
+        sim = agreement.answer_to_question(view.n, label, other)
+        if sim is not None:
+            meta.append(f"{sim:.2f} similar to the question")
+    if answer.question_differs:
+        meta.append("answered an older text of this question")
+    verdict = _verdict_badge(answer, view.correct)
+    head = (f'<div class="cardhead"><div class="who">{esc(who)}</div>{verdict}</div>'
+            f'<div class="meta">{esc(" · ".join(meta))}</div>')
+    if not answer.ok:
+        return f'<div class="card failed">{head}<span class="badge bad">failed</span><div class="error">' \
+               f"{esc(answer.error)}</div></div>"
+    kind = f"card {answer.verdict}" if answer.verdict else "card"
+    text = answer.text or "(empty answer)"
+    if len(text) <= LONG_ANSWER:
+        return f'<div class="{kind}">{head}<div class="answer">{esc(text)}</div></div>'
+    cut = text.rfind(" ", 0, PREVIEW)
+    preview = text[: cut if cut > PREVIEW // 2 else PREVIEW].rstrip() + " …"
+    words = len(text.split())
+    return (f'<div class="{kind}">{head}<div class="answer preview">{esc(preview)}</div>'
+            f'<details class="more"><summary>Show the full answer ({words:,} words)</summary>'
+            f'<div class="answer">{esc(text)}</div></details></div>')
+
+
+def _verdict_badge(answer: Answer, right: str | None) -> str:
+    """``chose C ✓``, ``chose A ✗`` or ``unparseable ✗`` for a multiple-choice answer; nothing otherwise."""
+    if answer.verdict is None:
+        return ""
+    if answer.verdict == "unparseable":
+        return ('<span class="badge bad verdict" title="no answer letter could be read from this answer; it counts '
+                'as wrong">unparseable ✗</span>')
+    mark, css = ("✓", "ok") if answer.verdict == "right" else ("✗", "bad")
+    title = "the right answer" if answer.verdict == "right" else f"wrong: the right answer is {right}"
+    return (f'<span class="badge {css} verdict" title="{esc(title)}">chose {esc(answer.chosen)} '
+            f"{mark}</span>")

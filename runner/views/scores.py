@@ -1,0 +1,341 @@
+"""Accuracy of multiple-choice answers, read from the store: per model, persona, method and task.
+
+Two methods share one table. ``generate`` records are free-text answers whose chosen letter is extracted
+(``runner.tasks.letters``); an answer with no recognisable letter counts as wrong and is listed with its text, and a
+failed answer (error, no text) is left out of the accuracy and counted as ``failed``. ``loglik`` records
+(kind ``loglik``) carry the harness-style choice already: ``acc`` and ``acc_norm``.
+
+Standard error is the harness's ``mean_stderr``: the sample standard deviation over the 0/1 scores divided by
+sqrt(n), i.e. sqrt(p (1 - p) / (n - 1)); None below two questions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from runner.core.store import with_tag
+from runner.tasks.letters import extract_letter
+
+# The Open Medical LLM Leaderboard's column order (harness task names) and display names.
+LEADERBOARD_TASKS: list[tuple[str, str]] = [
+    ("medmcqa", "MedMCQA"),
+    ("medqa_4options", "MedQA"),
+    ("mmlu_anatomy", "MMLU anatomy"),
+    ("mmlu_clinical_knowledge", "MMLU clinical knowledge"),
+    ("mmlu_college_biology", "MMLU college biology"),
+    ("mmlu_college_medicine", "MMLU college medicine"),
+    ("mmlu_medical_genetics", "MMLU medical genetics"),
+    ("mmlu_professional_medicine", "MMLU professional medicine"),
+    ("pubmedqa", "PubMedQA"),
+]
+TASK_ALIASES = {"medqa": "medqa_4options", "medqa_usmle": "medqa_4options", "medqa_4options_hf": "medqa_4options",
+                "pubmed_qa": "pubmedqa", "medmcqa_validation": "medmcqa",
+                **{key[len("mmlu_"):]: key for key, _ in LEADERBOARD_TASKS if key.startswith("mmlu_")}}
+NO_TASK = "(no task)"
+
+
+def canonical_task(task: str | None) -> str:
+    """The harness name of a task (``MedQA`` and ``medqa`` become ``medqa_4options``)."""
+    if not task or not task.strip():
+        return NO_TASK
+    name = task.strip().lower().replace("-", "_").replace(" ", "_")
+    return TASK_ALIASES.get(name, name)
+
+
+def task_title(task: str) -> str:
+    """A column heading for a task (``medqa_4options (medqa_dev)`` keeps its set in brackets)."""
+    name, _, rest = task.partition(" (")
+    return dict(LEADERBOARD_TASKS).get(name, name) + (f" ({rest}" if rest else "")
+
+
+def task_order(tasks: Iterable[str]) -> list[str]:
+    """Leaderboard tasks first, in the leaderboard's order, then any others alphabetically."""
+    present = set(tasks)
+    rank = {key: i for i, (key, _) in enumerate(LEADERBOARD_TASKS)}
+    return sorted(present, key=lambda t: (rank.get(t.partition(" (")[0], len(rank)), t))
+
+
+def mean_stderr(values: Sequence[float]) -> float | None:
+    """Standard error of the mean with the sample standard deviation (the harness's ``mean_stderr``)."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = sum(values) / n
+    variance = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return math.sqrt(variance / n)
+
+
+@dataclass
+class TaskScore:
+    """Accuracy of one model under one persona and method on one task."""
+
+    model: str
+    label: str
+    slug: str
+    persona: str
+    method: str
+    task: str
+    set_name: str = ""
+    tag: str | None = None
+    n: int = 0
+    correct: int = 0
+    accuracy: float | None = None
+    stderr: float | None = None
+    failed: int = 0
+    truncated: int = 0  # free-text answers cut off by the token limit
+    unparseable: list[dict[str, Any]] = field(default_factory=list)
+    acc_norm: float | None = None
+    acc_norm_stderr: float | None = None
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The scores.json form (loglik-only fields left out for generate rows)."""
+        data = asdict(self)
+        if self.method != "loglik":
+            data.pop("acc_norm")
+            data.pop("acc_norm_stderr")
+        return data
+
+
+def record_method(record: dict[str, Any]) -> str | None:
+    """``loglik``, ``generate``, or None for records that are not answers to score (embeddings)."""
+    kind = record.get("kind")
+    if kind == "loglik":
+        return "loglik"
+    if kind == "embedder" or record.get("embedding") is not None:
+        return None
+    return "generate"
+
+
+def _matches(record: dict[str, Any], names: set[str] | None) -> bool:
+    if names is None:
+        return True
+    from runner.views.answers import record_names
+
+    return bool(record_names(record) & names)
+
+
+def collect_scores(records: Iterable[dict[str, Any]], models: set[str] | None = None,
+                   personas: set[str] | None = None, methods: set[str] | None = None,
+                   questions: set[tuple[str, int, str]] | None = None,
+                   sets: set[str] | None = None) -> list[TaskScore]:
+    """Group the multiple-choice records and score each group (model and variant, persona, method, set, task).
+
+    ``models`` holds accepted names, aliases or slugs (``name@tag`` for one variant); ``personas`` applies to
+    free-text answers only; ``sets`` keeps some question sets; ``questions`` (set, n, question text) triples
+    limit the scores to the questions just answered.
+    """
+    groups: dict[tuple[str, ...], TaskScore] = {}
+    values: dict[tuple[str, ...], tuple[list[float], list[float]]] = {}
+    for record in records:
+        method = record_method(record)
+        options, answer = record.get("options"), record.get("answer")
+        if method is None or not options or not answer or (methods and method not in methods):
+            continue
+        # Personas filter free-text answers; log-likelihood records have none of their own.
+        if not _matches(record, models):
+            continue
+        if personas and method == "generate" and record.get("persona") not in personas:
+            continue
+        set_name = str(record.get("set") or "")
+        if sets is not None and set_name not in sets:
+            continue
+        if questions is not None and (set_name, record.get("n"), record.get("question")) not in questions:
+            continue
+        task, tag = canonical_task(record.get("task")), record.get("tag") or None
+        key = (str(record.get("model")), tag or "", str(record.get("persona")), method, set_name, task)
+        score = groups.get(key)
+        if score is None:
+            label = with_tag(str(record.get("alias") or key[0]), tag)
+            score = groups[key] = TaskScore(model=key[0], label=label, slug=str(record.get("slug")), persona=key[2],
+                                            method=method, task=task, set_name=set_name, tag=tag)
+            values[key] = ([], [])
+        if record.get("error"):
+            score.failed += 1
+            continue
+        score.truncated += method == "generate" and record.get("finish_reason") == "length"
+        acc, norm = values[key]
+        if method == "loglik":
+            info = record.get("loglik") or {}
+            chosen, chosen_norm = info.get("acc_choice"), info.get("acc_norm_choice")
+            norm.append(float(chosen_norm == answer))
+        else:
+            chosen = extract_letter(record.get("text"), options)
+            if chosen is None:
+                score.unparseable.append({"n": record.get("n"), "id": record.get("question_id"),
+                                          "text": record.get("text") or ""})
+        acc.append(float(chosen == answer))
+        score.items.append({"n": record.get("n"), "chosen": chosen, "answer": answer})
+    for key, score in groups.items():
+        acc, norm = values[key]
+        score.n, score.correct = len(acc), int(sum(acc))
+        score.accuracy = sum(acc) / len(acc) if acc else None
+        score.stderr = mean_stderr(acc)
+        if score.method == "loglik" and norm:
+            score.acc_norm, score.acc_norm_stderr = sum(norm) / len(norm), mean_stderr(norm)
+    return sorted(groups.values(), key=lambda s: (s.label, s.persona, s.method, s.set_name, task_order([s.task])))
+
+
+def column_of(score: TaskScore, scores: Sequence[TaskScore]) -> str:
+    """The leaderboard column of a score: its task, or ``task (set)`` when one task was scored in several sets."""
+    sets = {s.set_name for s in scores if s.task == score.task and s.accuracy is not None}
+    return score.task if len(sets) <= 1 else f"{score.task} ({score.set_name})"
+
+
+def truncation_warnings(scores: Sequence[TaskScore]) -> list[str]:
+    """One warning per model and persona whose free-text answers mostly ended at the token limit."""
+    totals: dict[tuple[str, str], list[int]] = {}
+    for s in scores:
+        if s.method == "generate":
+            row = totals.setdefault((s.label, s.persona), [0, 0])
+            row[0] += s.truncated
+            row[1] += s.n
+    return [f"{label} [{persona}]: {cut} of {n} answers were cut off by the token limit, so many may never "
+            "state a letter; answer again with a larger --max-new-tokens (e.g. --max-new-tokens 512 --force), "
+            "or score local models with --scoring loglik"
+            for (label, persona), (cut, n) in totals.items() if n and cut * 2 > n]
+
+
+@dataclass
+class BoardRow:
+    """One leaderboard row: a model under a persona and method, its accuracy per task and the average."""
+
+    label: str
+    model: str
+    persona: str
+    method: str
+    tasks: dict[str, TaskScore]
+    average: float | None
+    complete: bool
+
+    @property
+    def name(self) -> str:
+        """The row's display name."""
+        suffix = "log-likelihood" if self.method == "loglik" else self.persona
+        return f"{self.label} ({suffix})"
+
+
+def leaderboard(scores: Sequence[TaskScore]) -> tuple[list[str], list[BoardRow]]:
+    """The task columns (leaderboard order) and the rows, best average first.
+
+    The average is the unweighted mean of the task accuracies, as the leaderboard's; a row missing some of
+    the table's tasks is averaged over the tasks it has and marked incomplete.
+    """
+    columns = task_order(column_of(s, scores) for s in scores if s.accuracy is not None)
+    rows: dict[tuple[str, str, str, str], BoardRow] = {}
+    for s in scores:
+        if s.accuracy is None:
+            continue
+        row = rows.setdefault((s.model, s.tag or "", s.persona, s.method),
+                              BoardRow(s.label, s.model, s.persona, s.method, {}, None, False))
+        row.tasks[column_of(s, scores)] = s
+    for row in rows.values():
+        accs = [t.accuracy for t in row.tasks.values() if t.accuracy is not None]
+        row.average = sum(accs) / len(accs) if accs else None
+        row.complete = set(row.tasks) >= set(columns)
+    ordered = sorted(rows.values(), key=lambda r: (-(r.average or 0), r.name))
+    return columns, ordered
+
+
+def _pct(value: float | None, stderr: float | None = None) -> str:
+    if value is None:
+        return "–"
+    return f"{100 * value:.1f}" + (f" ± {100 * stderr:.1f}" if stderr is not None else "")
+
+
+def render_markdown(scores: Sequence[TaskScore]) -> str:
+    """The leaderboard as a markdown table (accuracy % ± standard error), with notes."""
+    columns, rows = leaderboard(scores)
+    lines = ["# Multiple-choice leaderboard", ""]
+    if not rows:
+        return "\n".join([*lines, "No multiple-choice answers found in the store.", ""])
+    lines.append("| Model | " + " | ".join(task_title(c) for c in columns) + " | Average |")
+    lines.append("| --- | " + " | ".join("---:" for _ in columns) + " | ---: |")
+    for row in rows:
+        cells = [_pct(row.tasks[c].accuracy, row.tasks[c].stderr) if c in row.tasks else "–" for c in columns]
+        average = _pct(row.average) + ("" if row.complete else " †")
+        lines.append(f"| {row.name} | " + " | ".join(cells) + f" | {average} |")
+    counts = ", ".join(f"{task_title(c)} {max(r.tasks[c].n for r in rows if c in r.tasks)}" for c in columns)
+    lines += ["", f"Accuracy in % ± standard error. Questions per task: {counts}.",
+              "Average: unweighted mean over tasks (as the Open Medical LLM Leaderboard); "
+              "† averaged over the tasks that row has.",
+              "Rows named after a persona score free-text answers (letter extracted; unparseable = wrong); "
+              "log-likelihood rows use the lm-evaluation-harness method (acc)."]
+    loglik = [s for s in scores if s.method == "loglik" and s.accuracy is not None]
+    if loglik:
+        lines += ["", "## Log-likelihood scores: acc and acc_norm", "",
+                  "| Model | Task | Questions | acc | acc_norm |", "| --- | --- | ---: | ---: | ---: |"]
+        lines += [f"| {s.label} ({s.persona}) | {task_title(column_of(s, scores))} | {s.n} | "
+                  f"{_pct(s.accuracy, s.stderr)} | {_pct(s.acc_norm, s.acc_norm_stderr)} |" for s in loglik]
+    warnings = truncation_warnings(scores)
+    if warnings:
+        lines += ["", "## Warnings", "", *(f"- {w}" for w in warnings)]
+    bad = [s for s in scores if s.unparseable or s.failed]
+    if bad:
+        lines += ["", "## Unparseable and failed answers", ""]
+        for s in bad:
+            where = task_title(column_of(s, scores))
+            lines.append(f"- {s.label} [{s.persona}] {where}: {len(s.unparseable)} unparseable"
+                         + (f", {s.failed} failed (not counted; run again to retry)" if s.failed else ""))
+            for item in s.unparseable[:20]:
+                text = " ".join(item["text"].split())
+                lines.append(f"  - question {item['n']}: {text[:200] + ('…' if len(text) > 200 else '') or '(empty)'}")
+    return "\n".join(lines) + "\n"
+
+
+def render_chart(scores: Sequence[TaskScore], path: Path) -> Path | None:
+    """A grouped bar chart (tasks + average, one bar per row, error bars = stderr) as PNG; None when empty."""
+    columns, rows = leaderboard(scores)
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed; must precede pyplot
+    import matplotlib.pyplot as plt
+
+    groups = [task_title(c) for c in columns] + ["Average"]
+    width = 0.8 / len(rows)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(groups) * max(1, len(rows)) ** 0.5 + 2), 4.8))
+    for i, row in enumerate(rows):
+        heights = [100 * row.tasks[c].accuracy if c in row.tasks else 0.0 for c in columns]
+        errors = [100 * (row.tasks[c].stderr or 0.0) if c in row.tasks else 0.0 for c in columns]
+        heights.append(100 * (row.average or 0.0))
+        errors.append(0.0)
+        xs = [g + (i - (len(rows) - 1) / 2) * width for g in range(len(groups))]
+        ax.bar(xs, heights, width, yerr=errors, capsize=2, label=row.name)
+    ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Multiple-choice accuracy")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_outputs(scores: Sequence[TaskScore], output_dir: Path) -> dict[str, Path | None]:
+    """Write ``scores.json``, ``leaderboard.md`` and ``scores.png`` under the output root."""
+    from runner.core.store import atomic_write
+
+    columns, rows = leaderboard(scores)
+    data = {
+        "version": 1,
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "task_order": columns,
+        "results": [s.to_json() for s in scores],
+        "leaderboard": [{"name": r.name, "model": r.model, "persona": r.persona, "method": r.method,
+                         "tasks": {t: s.accuracy for t, s in r.tasks.items()}, "average": r.average,
+                         "complete": r.complete} for r in rows],
+    }
+    json_path, md_path = output_dir / "scores.json", output_dir / "leaderboard.md"
+    atomic_write(json_path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
+    atomic_write(md_path, render_markdown(scores))
+    return {"json": json_path, "markdown": md_path, "chart": render_chart(scores, output_dir / "scores.png")}

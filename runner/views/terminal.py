@@ -1,0 +1,260 @@
+"""Terminal layout for ``compare``: answers in side-by-side columns, or stacked when narrow.
+
+Widths are measured in display cells (``wcwidth``): CJK characters and most emoji take two cells,
+combining marks none. Model output is untrusted: escape sequences and control characters are
+removed before anything reaches the terminal. Colour is used only on a terminal (never through a pipe,
+nor with ``NO_COLOR`` set).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import unicodedata
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+import wcwidth
+
+from runner.views.answers import DEFAULT_OUTPUT_DIR, QuestionAnswers, question_answers, usage_parts
+
+if TYPE_CHECKING:
+    from runner.views.agreement import Agreement
+    from runner.views.answers import Answer
+
+MIN_COLUMN = 28  # narrower columns wrap too much to read; below this the layout stacks
+GAP = " │ "
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")  # could reorder what follows on screen
+
+
+def terminal_width(default: int = 100) -> int:
+    """The terminal's width in cells (``COLUMNS`` wins), or ``default`` when it cannot be known."""
+    return max(20, shutil.get_terminal_size((default, 24)).columns)
+
+
+def use_color(stream: TextIO) -> bool:
+    """Colour only on an interactive terminal, and never with ``NO_COLOR`` set or ``TERM=dumb``."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def sanitize(text: str) -> str:
+    """Model output made safe to print: no escape sequences, control or bidi-override characters."""
+    text = wcwidth.strip_sequences(text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = text.expandtabs(4)
+    text = "".join(c for c in text if c == "\n" or unicodedata.category(c) != "Cc")
+    return _BIDI_CONTROLS.sub("", text)
+
+
+def display_width(text: str) -> int:
+    """Width of ``text`` in terminal cells."""
+    return wcwidth.width(text)
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` cut to at most ``width`` cells, with an ellipsis when cut."""
+    if display_width(text) <= width:
+        return text
+    return wcwidth.clip(text, 0, max(0, width - 1)) + "…"
+
+
+def wrap(text: str, width: int) -> list[str]:
+    """Wrap ``text`` to ``width`` cells, keeping its line breaks; long words are broken."""
+    lines: list[str] = []
+    for paragraph in sanitize(text).split("\n"):
+        wrapped = wcwidth.wrap(paragraph, width, break_on_hyphens=False) if paragraph.strip() else [""]
+        # A wide character can never fit a 1-cell column; clip keeps the promise that no line overflows.
+        lines.extend(line if display_width(line) <= width else clip(line, width) for line in wrapped)
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines or [""]
+
+
+def pad(text: str, width: int) -> str:
+    """``text`` padded with spaces to exactly ``width`` cells."""
+    return text + " " * max(0, width - display_width(text))
+
+
+class Style:
+    """ANSI styling that collapses to plain text when colour is off."""
+
+    def __init__(self, color: bool) -> None:
+        self.color = color
+
+    def _wrap(self, code: str, text: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.color and text else text
+
+    def bold(self, text: str) -> str:
+        """Bold text."""
+        return self._wrap("1", text)
+
+    def dim(self, text: str) -> str:
+        """Faint text."""
+        return self._wrap("2", text)
+
+    def red(self, text: str) -> str:
+        """Red text (failures)."""
+        return self._wrap("31", text)
+
+    def green(self, text: str) -> str:
+        """Green text (a right answer)."""
+        return self._wrap("32", text)
+
+    def cyan(self, text: str) -> str:
+        """Cyan text (headings)."""
+        return self._wrap("36", text)
+
+
+def format_meta(answer: Answer) -> str:
+    """Tokens and latency of one answer, e.g. ``111 in / 13 out tok · 0.42 s``."""
+    return " · ".join(usage_parts(answer)) or "no usage recorded"
+
+
+def _cell(answer: Answer, title: str, subtitle: str, width: int, style: Style) -> list[str]:
+    """One answer as lines of at most ``width`` cells (styled after measuring)."""
+    lines = [style.bold(pad(clip(sanitize(title), width), width))]
+    lines += [style.dim(pad(line, width)) for line in wrap(f"{subtitle} · {format_meta(answer)}", width)]
+    verdict = verdict_text(answer)
+    if verdict:
+        paint = style.green if answer.verdict == "right" else style.red
+        lines += [paint(style.bold(pad(line, width))) for line in wrap(verdict, width)]
+    if answer.question_differs:
+        lines += [style.red(pad(line, width)) for line in wrap("(answered an older text of this question)", width)]
+    lines.append(style.dim("─" * width))
+    if answer.ok:
+        lines += [pad(line, width) for line in wrap(answer.text or "(empty answer)", width)]
+    else:
+        lines += [style.red(pad(line, width)) for line in wrap(f"FAILED: {answer.error}", width)]
+    return lines
+
+
+def verdict_text(answer: Answer) -> str:
+    """``chose C ✓``, ``chose A ✗`` or ``unparseable ✗`` for a multiple-choice answer; empty otherwise."""
+    if answer.verdict is None:
+        return ""
+    if answer.verdict == "unparseable":
+        return "unparseable: no single letter chosen ✗"
+    return f"chose {answer.chosen} " + ("✓" if answer.verdict == "right" else "✗")
+
+
+def _titles(view: QuestionAnswers, answer: Answer) -> tuple[str, str]:
+    return (answer.persona, answer.label) if view.columns_by == "persona" else (answer.label, answer.persona)
+
+
+def render_question_header(view: QuestionAnswers, width: int, style: Style) -> list[str]:
+    """The question, its options and id, wrapped to ``width``."""
+    head = f"Question {view.n}" + (f" ({view.question_id})" if view.question_id else "") + \
+        (f" · set {view.set_name}" if view.set_name else "")
+    lines = [style.bold(style.cyan(clip(head, width)))]
+    if view.context:
+        lines += [style.dim(line) for line in wrap(view.context, width)]
+    lines += wrap(view.question, width)
+    for letter, option in (view.options or {}).items():
+        mark = "  ✓" if letter == view.correct else ""
+        lines += wrap(f"  {letter}. {option}{mark}", width)
+    lines += [style.red(line) for w in view.warnings for line in wrap(f"note: {w}", width)]
+    lines.append("═" * width)
+    return lines
+
+
+def render_question(view: QuestionAnswers, width: int, *, stacked: bool = False, color: bool = False) -> str:
+    """Question ``view.n`` and its answers: side by side when they fit in ``width``, else stacked."""
+    style = Style(color)
+    width = max(20, width)
+    lines = render_question_header(view, width, style)
+    per_row = max(1, (width + len(GAP)) // (MIN_COLUMN + len(GAP)))
+    if view.columns_by == "persona":
+        groups = [view.answers]
+    else:
+        groups = [[a for a in view.answers if a.persona == p] for p in view.personas]
+    for group in groups:
+        if view.columns_by == "model" and len(view.personas) > 1 and group:
+            lines.append(style.cyan(clip(f"── persona: {sanitize(group[0].persona)} ", width)))
+        if stacked or per_row == 1 or len(group) == 1:
+            lines += _stacked(view, group, width, style)
+        else:
+            lines += _side_by_side(view, group, width, min(per_row, len(group)), style)
+    return "\n".join(lines)
+
+
+def _stacked(view: QuestionAnswers, answers: Sequence[Answer], width: int, style: Style) -> list[str]:
+    lines: list[str] = []
+    for answer in answers:
+        title, subtitle = _titles(view, answer)
+        lines += [line.rstrip() for line in _cell(answer, title, subtitle, width, style)]
+        lines.append("")
+    return lines
+
+
+def _side_by_side(view: QuestionAnswers, answers: Sequence[Answer], width: int, columns: int,
+                  style: Style) -> list[str]:
+    col_width = (width - len(GAP) * (columns - 1)) // columns
+    gap = style.dim(GAP)
+    lines: list[str] = []
+    for start in range(0, len(answers), columns):
+        cells = [_cell(a, *_titles(view, a), col_width, style) for a in answers[start : start + columns]]
+        height = max(len(c) for c in cells)
+        for row in range(height):
+            parts = [c[row] if row < len(c) else " " * col_width for c in cells]
+            lines.append(gap.join(parts).rstrip())
+        lines.append("")
+    return lines
+
+
+def render_agreement(agreement: Agreement, width: int, *, n: int | None = None, color: bool = False,
+                     legend: bool = True) -> str:
+    """The agreement matrix (mean over questions, or question ``n`` only) as text at most ``width`` wide."""
+    style = Style(color)
+    labels = agreement.labels
+    matrix = agreement.matrix(n)
+    to_question = agreement.question_similarity_by_label(n)
+    scope = f"question {n}" if n is not None else f"mean over {agreement.group_count()} answer sets"
+    title = f"Agreement: cosine similarity of the answers ({agreement.encoder}; {scope})"
+    lines = [style.bold(line) for line in wrap(title, width)]
+    if not labels:
+        return "\n".join([*lines, "no answers to compare"])
+    cell = 6
+    numbers = [f"{i + 1:>{cell}}" for i in range(len(labels))] + [f"{'vs Q':>{cell}}"]
+    label_width = min(max(display_width(f"{i + 1} {label}") for i, label in enumerate(labels)),
+                      width - cell * len(numbers))
+    if label_width < 8:  # too many models for a matrix at this width: list the pairs instead
+        return "\n".join(lines + _pairs(agreement, matrix, width))
+    lines.append(" " * label_width + "".join(numbers))
+    for i, label in enumerate(labels):
+        row = "".join(f"{_fmt(v):>{cell}}" for v in matrix[i]) + f"{_fmt(to_question.get(label)):>{cell}}"
+        lines.append(pad(clip(f"{i + 1} {sanitize(label)}", label_width), label_width) + row)
+    lines += [] if not legend else [style.dim(line) for line in wrap(
+        "1.00 = the same meaning, ~0 = unrelated; 'vs Q' = similarity of the answers to the question; "
+        "- = no pair of answers to compare", width)]
+    return "\n".join(lines)
+
+
+def _pairs(agreement: Agreement, matrix: list[list[float | None]], width: int) -> list[str]:
+    out = []
+    for i in range(len(agreement.labels)):
+        for j in range(i + 1, len(agreement.labels)):
+            text = f"{agreement.labels[i]} ↔ {agreement.labels[j]}: {_fmt(matrix[i][j])}"
+            out += wrap(sanitize(text), width)
+    return out
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def compare_responses(n: int, output_dir: str | Path = DEFAULT_OUTPUT_DIR, models: Sequence[str] | None = None,
+                      personas: Sequence[str] | None = None, *, question_set: str | None = None,
+                      width: int | None = None, stacked: bool = False, file: TextIO | None = None) -> QuestionAnswers:
+    """Print question ``n`` and every model's saved answer side by side; return the data shown.
+
+    The Python counterpart of ``medical_model_runner.py compare N``.
+    """
+    stream = file or sys.stdout
+    view = question_answers(n, output_dir, models, personas, question_set)
+    print(render_question(view, width or terminal_width(), stacked=stacked, color=use_color(stream)), file=stream)
+    return view

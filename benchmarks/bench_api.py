@@ -20,9 +20,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from runner.core.settings import GenerationSettings, ModelEntry  # noqa: E402
+from runner.core.store import atomic_write  # noqa: E402
 from runner.engine import run  # noqa: E402 - after the path is set
-from runner.settings import GenerationSettings, ModelEntry  # noqa: E402
-from runner.store import atomic_write  # noqa: E402
 
 
 def timed_run(workdir: Path, name: str, questions: Path, base_url: str, concurrency: int) -> float:

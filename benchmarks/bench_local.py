@@ -35,7 +35,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def _questions(count: int) -> list[str]:
-    from runner.questions import format_user_message, load_questions
+    from runner.core.questions import format_user_message, load_questions
 
     base = [format_user_message(q) for q in load_questions(REPO / "questions.jsonl")]
     return [base[i % len(base)] for i in range(count)]
@@ -67,8 +67,8 @@ def bench_reference(model: Any, tokenizer: Any, persona: str, questions: list[st
 
 def bench_runner(generator: Any, persona: str, questions: list[str], max_new_tokens: int) -> tuple[int, float]:
     """This runner's batched path; returns (generated tokens, seconds)."""
+    from runner.core.settings import GenerationSettings
     from runner.providers.base import Request
-    from runner.settings import GenerationSettings
 
     settings = GenerationSettings(max_new_tokens=max_new_tokens)
     requests = [Request(str(i), persona, q, settings) for i, q in enumerate(questions)]
@@ -114,11 +114,11 @@ def main() -> int:
 
     import torch
 
-    from runner.catalog import resolve_model
-    from runner.personas import DEFAULT_PERSONA, resolve_persona
-    from runner.providers import packed_linear
-    from runner.providers.hf import HFGenerator, load_model_and_tokenizer
-    from runner.settings import GenerationSettings
+    from runner.core.personas import DEFAULT_PERSONA, resolve_persona
+    from runner.core.settings import GenerationSettings
+    from runner.providers.catalog import resolve_model
+    from runner.providers.local.fastpath import packed_linear
+    from runner.providers.local.hf import HFGenerator, load_model_and_tokenizer
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -24,23 +24,27 @@ class ProviderInfo:
     key_env_vars: tuple[str, ...] = ()
     description: str = ""
     concurrent: bool = False  # answered one request at a time, many in flight (APIs)
+    # The request kinds it serves: "generate" (free-text answers), "embed" (vectors), "loglik" (log-likelihoods).
+    capabilities: tuple[str, ...] = ("generate",)
 
 
 PROVIDERS: dict[str, ProviderInfo] = {
     info.name: info
     for info in [
         ProviderInfo("fake", "runner.providers.fake:FakeGenerator", "generator", (), "",
-                     description="deterministic offline test provider (fake:echo, fake:fail, ...)"),
+                     description="deterministic offline test provider (fake:echo, fake:fail, ...)",
+                     capabilities=("generate", "loglik")),
         ProviderInfo("hf", "runner.providers.local.hf:HFGenerator", "generator",
                      ("torch", "transformers", "accelerate"), "pip install torch transformers accelerate",
-                     description="local Hugging Face generative model"),
+                     description="local Hugging Face generative model", capabilities=("generate", "loglik")),
         ProviderInfo("encoder", "runner.providers.local.encoder:EncoderEmbedder", "embedder",
                      ("torch", "transformers", "sentence_transformers"),
                      "pip install torch transformers sentence-transformers",
-                     description="local encoder model returning embeddings"),
+                     description="local encoder model returning embeddings", capabilities=("embed",)),
         ProviderInfo("openai", "runner.providers.api.openai:OpenAIGenerator", "generator", ("openai",),
                      "pip install openai", ("OPENAI_API_KEY",), concurrent=True,
-                     description="OpenAI or any OpenAI-compatible server (vLLM, Ollama, llama.cpp)"),
+                     description="OpenAI or any OpenAI-compatible server (vLLM, Ollama, llama.cpp)",
+                     capabilities=("generate", "loglik")),
         ProviderInfo("gemini", "runner.providers.api.gemini:GeminiGenerator", "generator", ("google.genai",),
                      "pip install google-genai", ("GEMINI_API_KEY", "GOOGLE_API_KEY"), concurrent=True,
                      description="Google Gemini through the google-genai SDK"),

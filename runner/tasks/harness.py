@@ -2,7 +2,8 @@
 
 For each question the prompt is the harness's task prompt (``medqa_4options``: "Question: {q}\\nA. {A}\\n...
 D. {D}\\nAnswer:"), each choice is a continuation after the target delimiter (" A" ... " D"; PubMedQA's are
-" yes" / " no" / " maybe"). K solved examples go in front, separated by a blank line.
+" yes" / " no" / " maybe"). K solved examples go in front, separated by a blank line. The prompt of each task
+is its benchmark family's (``runner.tasks.families``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from runner.core.questions import Question
+from runner.tasks.registry import family_of
 
 TARGET_DELIMITER = " "
 FEWSHOT_DELIMITER = "\n\n"
@@ -27,44 +29,23 @@ class HarnessRequest:
 
 
 def task_family(task: str | None) -> str:
-    """Which harness prompt a task uses: ``medmcqa``, ``pubmedqa``, ``mmlu`` or ``medqa`` (the default)."""
-    name = (task or "").lower().replace("-", "_")
-    if name.startswith("medmcqa"):
-        return "medmcqa"
-    if name.startswith(("pubmedqa", "pubmed_qa")):
-        return "pubmedqa"
-    if name.startswith("mmlu_"):
-        return "mmlu"
-    return "medqa"
+    """Which family's prompt a task uses: ``medmcqa``, ``pubmedqa``, ``mmlu`` or ``medqa`` (the default)."""
+    return family_of(task).name
 
 
 def doc_to_text(q: Question) -> str:
     """The harness's prompt for one question (without description or few-shot examples)."""
-    options = q.options or {}
-    family = task_family(q.task)
-    if family == "pubmedqa":
-        return f"Abstract: {q.context or ''}\nQuestion: {q.question}\nAnswer:"
-    lines = "".join(f"{letter}. {text}\n" for letter, text in options.items())
-    if family == "medmcqa":
-        return f"Question: {q.question}\nChoices:\n{lines}Answer:"
-    if family == "mmlu":
-        return f"{q.question.strip()}\n{lines}Answer:"
-    context = f"Context: {q.context}\n" if q.context else ""  # not in MedQA; kept for custom questions
-    return f"{context}Question: {q.question}\n{lines}Answer:"
+    return family_of(q.task).doc_to_text(q)
 
 
 def doc_to_choices(q: Question) -> list[str]:
     """The choice strings: the option texts for PubMedQA, the letters otherwise."""
-    options = q.options or {}
-    return list(options.values()) if task_family(q.task) == "pubmedqa" else list(options)
+    return family_of(q.task).doc_to_choices(q)
 
 
 def description(task: str | None) -> str:
     """The text the harness puts before everything else (MMLU only)."""
-    if task_family(task) == "mmlu":
-        subject = (task or "")[len("mmlu_"):].replace("_", " ")
-        return f"The following are multiple choice questions (with answers) about {subject}.\n\n"
-    return ""
+    return family_of(task).description(task)
 
 
 def build_request(q: Question, fewshot: Sequence[Question] = ()) -> HarnessRequest:

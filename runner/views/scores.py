@@ -19,24 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from runner.core.records import Record, as_records
 from runner.core.store import with_tag
 from runner.tasks.letters import extract_letter
+from runner.tasks.registry import leaderboard_tasks, task_aliases
 
-# The Open Medical LLM Leaderboard's column order (harness task names) and display names.
-LEADERBOARD_TASKS: list[tuple[str, str]] = [
-    ("medmcqa", "MedMCQA"),
-    ("medqa_4options", "MedQA"),
-    ("mmlu_anatomy", "MMLU anatomy"),
-    ("mmlu_clinical_knowledge", "MMLU clinical knowledge"),
-    ("mmlu_college_biology", "MMLU college biology"),
-    ("mmlu_college_medicine", "MMLU college medicine"),
-    ("mmlu_medical_genetics", "MMLU medical genetics"),
-    ("mmlu_professional_medicine", "MMLU professional medicine"),
-    ("pubmedqa", "PubMedQA"),
-]
-TASK_ALIASES = {"medqa": "medqa_4options", "medqa_usmle": "medqa_4options", "medqa_4options_hf": "medqa_4options",
-                "pubmed_qa": "pubmedqa", "medmcqa_validation": "medmcqa",
-                **{key[len("mmlu_"):]: key for key, _ in LEADERBOARD_TASKS if key.startswith("mmlu_")}}
 NO_TASK = "(no task)"
 
 
@@ -45,19 +32,19 @@ def canonical_task(task: str | None) -> str:
     if not task or not task.strip():
         return NO_TASK
     name = task.strip().lower().replace("-", "_").replace(" ", "_")
-    return TASK_ALIASES.get(name, name)
+    return task_aliases().get(name, name)
 
 
 def task_title(task: str) -> str:
     """A column heading for a task (``medqa_4options (medqa_dev)`` keeps its set in brackets)."""
     name, _, rest = task.partition(" (")
-    return dict(LEADERBOARD_TASKS).get(name, name) + (f" ({rest}" if rest else "")
+    return dict(leaderboard_tasks()).get(name, name) + (f" ({rest}" if rest else "")
 
 
 def task_order(tasks: Iterable[str]) -> list[str]:
-    """Leaderboard tasks first, in the leaderboard's order, then any others alphabetically."""
+    """Leaderboard tasks first, in the leaderboard's order (the families'), then any others alphabetically."""
     present = set(tasks)
-    rank = {key: i for i, (key, _) in enumerate(LEADERBOARD_TASKS)}
+    rank = {key: i for i, (key, _) in enumerate(leaderboard_tasks())}
     return sorted(present, key=lambda t: (rank.get(t.partition(" (")[0], len(rank)), t))
 
 
@@ -103,25 +90,20 @@ class TaskScore:
         return data
 
 
-def record_method(record: dict[str, Any]) -> str | None:
+def record_method(record: Record) -> str | None:
     """``loglik``, ``generate``, or None for records that are not answers to score (embeddings)."""
-    kind = record.get("kind")
-    if kind == "loglik":
+    if record.kind == "loglik":
         return "loglik"
-    if kind == "embedder" or record.get("embedding") is not None:
+    if record.kind == "embed" or record.embedding is not None:
         return None
     return "generate"
 
 
-def _matches(record: dict[str, Any], names: set[str] | None) -> bool:
-    if names is None:
-        return True
-    from runner.views.answers import record_names
-
-    return bool(record_names(record) & names)
+def _matches(record: Record, names: set[str] | None) -> bool:
+    return names is None or bool(record.names & names)
 
 
-def collect_scores(records: Iterable[dict[str, Any]], models: set[str] | None = None,
+def collect_scores(records: Iterable[Record | dict[str, Any]], models: set[str] | None = None,
                    personas: set[str] | None = None, methods: set[str] | None = None,
                    questions: set[tuple[str, int, str]] | None = None,
                    sets: set[str] | None = None) -> list[TaskScore]:
@@ -129,49 +111,48 @@ def collect_scores(records: Iterable[dict[str, Any]], models: set[str] | None = 
 
     ``models`` holds accepted names, aliases or slugs (``name@tag`` for one variant); ``personas`` applies to
     free-text answers only; ``sets`` keeps some question sets; ``questions`` (set, n, question text) triples
-    limit the scores to the questions just answered.
+    limit the scores to the questions just answered. ``records`` are Records (a snapshot's) or record dicts.
     """
     groups: dict[tuple[str, ...], TaskScore] = {}
     values: dict[tuple[str, ...], tuple[list[float], list[float]]] = {}
-    for record in records:
+    for record in as_records(records):
         method = record_method(record)
-        options, answer = record.get("options"), record.get("answer")
+        options, answer = record.options, record.answer
         if method is None or not options or not answer or (methods and method not in methods):
             continue
         # Personas filter free-text answers; log-likelihood records have none of their own.
         if not _matches(record, models):
             continue
-        if personas and method == "generate" and record.get("persona") not in personas:
+        if personas and method == "generate" and record.persona not in personas:
             continue
-        set_name = str(record.get("set") or "")
+        set_name = record.set_name or ""
         if sets is not None and set_name not in sets:
             continue
-        if questions is not None and (set_name, record.get("n"), record.get("question")) not in questions:
+        if questions is not None and (set_name, record.n, record.question) not in questions:
             continue
-        task, tag = canonical_task(record.get("task")), record.get("tag") or None
-        key = (str(record.get("model")), tag or "", str(record.get("persona")), method, set_name, task)
+        task, tag = canonical_task(record.task), record.tag or None
+        key = (str(record.model), tag or "", str(record.persona), method, set_name, task)
         score = groups.get(key)
         if score is None:
-            label = with_tag(str(record.get("alias") or key[0]), tag)
-            score = groups[key] = TaskScore(model=key[0], label=label, slug=str(record.get("slug")), persona=key[2],
+            label = with_tag(str(record.alias or key[0]), tag)
+            score = groups[key] = TaskScore(model=key[0], label=label, slug=str(record.slug), persona=key[2],
                                             method=method, task=task, set_name=set_name, tag=tag)
             values[key] = ([], [])
-        if record.get("error"):
+        if record.error:
             score.failed += 1
             continue
-        score.truncated += method == "generate" and record.get("finish_reason") == "length"
+        score.truncated += method == "generate" and record.finish_reason == "length"
         acc, norm = values[key]
         if method == "loglik":
-            info = record.get("loglik") or {}
-            chosen, chosen_norm = info.get("acc_choice"), info.get("acc_norm_choice")
+            info = record.loglik
+            chosen, chosen_norm = (info.acc_choice, info.acc_norm_choice) if info else (None, None)
             norm.append(float(chosen_norm == answer))
         else:
-            chosen = extract_letter(record.get("text"), options)
+            chosen = extract_letter(record.text, options)
             if chosen is None:
-                score.unparseable.append({"n": record.get("n"), "id": record.get("question_id"),
-                                          "text": record.get("text") or ""})
+                score.unparseable.append({"n": record.n, "id": record.question_id, "text": record.text or ""})
         acc.append(float(chosen == answer))
-        score.items.append({"n": record.get("n"), "chosen": chosen, "answer": answer})
+        score.items.append({"n": record.n, "chosen": chosen, "answer": answer})
     for key, score in groups.items():
         acc, norm = values[key]
         score.n, score.correct = len(acc), int(sum(acc))

@@ -8,7 +8,8 @@ import sys
 
 from runner.commands.options import add_filters, add_output_dir
 from runner.core.errors import UsageError
-from runner.views.answers import DEFAULT_OUTPUT_DIR, all_questions, choose_set, question_answers
+from runner.core.records import Snapshot
+from runner.views.answers import DEFAULT_OUTPUT_DIR, all_questions, choose_set, open_store, question_answers
 
 
 def _positive(value: str) -> int:
@@ -48,21 +49,21 @@ def execute(args: argparse.Namespace) -> int:
     if args.encoder and not args.agreement:
         raise UsageError("--encoder is used with --agreement")
     _tolerant_stdout()
-    output_dir = args.output_dir or DEFAULT_OUTPUT_DIR
     width = args.width or terminal_width()
     color = use_color(sys.stdout) and not args.json
-    question_set, note = choose_set(output_dir, args.question_set)
+    snapshot = open_store(args.output_dir or DEFAULT_OUTPUT_DIR)  # the store, read once for everything shown
+    question_set, note = choose_set(snapshot, args.question_set)
     if note and not args.json:
         print(f"note: {note}", file=sys.stderr)
     if args.n is None and not args.agreement:
-        return _list_questions(output_dir, args, width, question_set)
-    view = (question_answers(args.n, output_dir, args.models, args.persona, question_set)
+        return _list_questions(snapshot, args, width, question_set)
+    view = (question_answers(args.n, snapshot, args.models, args.persona, question_set)
             if args.n is not None else None)
     agreement = None
     if args.agreement:
         from runner.views.agreement import DEFAULT_ENCODER, measure_agreement
 
-        agreement = measure_agreement(output_dir, args.encoder or DEFAULT_ENCODER, models=args.models,
+        agreement = measure_agreement(snapshot, args.encoder or DEFAULT_ENCODER, models=args.models,
                                       personas=args.persona, question_set=question_set)
     if args.json:
         data = {"question": view.to_dict() if view else None, "agreement": agreement.to_dict() if agreement else None}
@@ -79,11 +80,11 @@ def execute(args: argparse.Namespace) -> int:
     return 0
 
 
-def _list_questions(output_dir: str, args: argparse.Namespace, width: int, question_set: str) -> int:
+def _list_questions(snapshot: Snapshot, args: argparse.Namespace, width: int, question_set: str) -> int:
     from runner.views.answers import question_sets
     from runner.views.terminal import clip, sanitize, wrap
 
-    views = all_questions(output_dir, args.models, args.persona, question_set)
+    views = all_questions(snapshot, args.models, args.persona, question_set)
     if args.only_wrong:
         views = [v for v in views if v.disagreement]
     if args.json:
@@ -91,7 +92,7 @@ def _list_questions(output_dir: str, args: argparse.Namespace, width: int, quest
                            "right": sum(a.verdict == "right" for a in v.answers)} for v in views],
                          ensure_ascii=False, indent=1))
         return 0
-    sets = question_sets(output_dir)
+    sets = question_sets(snapshot)
     if len(sets) > 1:
         print("Question sets: " + ", ".join(f"{s['name']} ({s['questions']} questions)" for s in sets))
     print(f"Question set {question_set!r}:")

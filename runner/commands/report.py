@@ -7,7 +7,7 @@ import sys
 
 from runner.commands.options import add_filters, add_output_dir
 from runner.core.errors import UsageError
-from runner.views.answers import DEFAULT_OUTPUT_DIR, choose_set
+from runner.views.answers import DEFAULT_OUTPUT_DIR, choose_set, open_store
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -32,17 +32,17 @@ def execute(args: argparse.Namespace) -> int:
 
     if args.encoder and not args.agreement:
         raise UsageError("--encoder is used with --agreement")
-    output_dir = args.output_dir or DEFAULT_OUTPUT_DIR
-    question_set, note = choose_set(output_dir, args.question_set)
+    snapshot = open_store(args.output_dir or DEFAULT_OUTPUT_DIR)  # the store, read once for every section
+    question_set, note = choose_set(snapshot, args.question_set)
     if note:
         print(f"note: {note}", file=sys.stderr)
     agreement = None
     if args.agreement:
         from runner.views.agreement import DEFAULT_ENCODER, measure_agreement
 
-        agreement = measure_agreement(output_dir, args.encoder or DEFAULT_ENCODER, models=args.models,
+        agreement = measure_agreement(snapshot, args.encoder or DEFAULT_ENCODER, models=args.models,
                                       personas=args.persona, question_set=question_set)
-    path = write_report(output_dir, args.out, models=args.models, personas=args.persona, agreement=agreement,
+    path = write_report(snapshot, args.out, models=args.models, personas=args.persona, agreement=agreement,
                         title=args.title, question_set=question_set)
     print(f"Report written to {path} (open it in a browser: {path.resolve().as_uri()})")
     return 0

@@ -17,6 +17,9 @@ as saved only when its record exists, parses, and its key matches. Files are not
 per answer cost more than the answers of a fast server); after a power loss a record the filesystem did not keep
 is simply answered again. Temporary files left by a killed run are swept at the start of the next one. Nothing
 here knows about models.
+
+Reading: ``iter_records`` yields typed ``Record`` objects (``runner.core.records``); ``snapshot`` reads the whole
+store once (records, run manifests, sets) for the views, so a command parses each record once.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.core.errors import UsageError
+from runner.core.records import Record, Snapshot, read_record, read_record_json
 
 SAFE_PART = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,127}$")
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,47}$")
@@ -128,11 +132,7 @@ class SetStore:
 
     def load_record(self, persona: str, folder: str, n: int) -> dict[str, Any] | None:
         """The saved record of answer ``n``, or None (missing or unreadable records count as absent)."""
-        path = self.model_dir(persona, folder) / f"{n}.json"
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
+        return read_record_json(self.model_dir(persona, folder) / f"{n}.json")
 
     def is_done(self, persona: str, folder: str, n: int, key: str) -> bool:
         """True when answer ``n`` is saved, succeeded, and was made for exactly this key."""
@@ -163,9 +163,9 @@ class SetStore:
 
         path = self.model_dir(persona, folder)
         rows = []
-        for record in _records_in(path):
-            if record.get("embedding") and not record.get("error"):
-                rows.append((record["n"], record["embedding"]))
+        for record in _records_in(path, self.name):
+            if record.embedding and record.ok:
+                rows.append((record.n, record.embedding))
         if not rows:
             return None
         buffer = io.BytesIO()
@@ -262,37 +262,49 @@ class Store:
         """Every question set that holds records, legacy (version 1) ones included."""
         names = {p.name for p in self.set_dirs()}
         if self._legacy_dirs():
-            names.update(r["set"] for r in self._legacy_records())
+            names.update(r.set_name for r in self._legacy_records() if r.set_name)
         return sorted(names)
 
-    def iter_records(self, set_name: str | None = None) -> Iterator[dict[str, Any]]:
-        """Every saved record (of one set, or all), in a stable order; each carries its ``set``."""
+    def iter_records(self, set_name: str | None = None) -> Iterator[Record]:
+        """Every saved record (of one set, or all), in a stable order; each carries its set (``set_name``).
+
+        Each call reads the files again: a command that reads the store more than once takes a ``snapshot``.
+        """
         for set_dir in self.set_dirs():
-            if set_name is not None and set_dir.name != set_name:
-                continue
-            for persona_dir in _subdirs(set_dir):
-                for folder in _subdirs(persona_dir):
-                    for record in _records_in(folder):
-                        record["set"] = set_dir.name
-                        yield record
+            if set_name is None or set_dir.name == set_name:
+                yield from _set_records(set_dir)
         for record in self._legacy_records():
-            if set_name is None or record["set"] == set_name:
+            if set_name is None or record.set_name == set_name:
                 yield record
+
+    def snapshot(self, set_name: str | None = None) -> Snapshot:
+        """One walk over the store: its records (of one set, or all), run manifests and sets, each file read once.
+
+        The views take a snapshot, so a command that shows the store several ways parses each record once.
+        """
+        manifests = self.manifests()
+        set_dirs = self.set_dirs()
+        infos = {p.name: info for p in set_dirs if (info := self.questions_set(p.name).info()) is not None}
+        legacy = list(self._legacy_records(manifests))  # every one: their sets are known only once read
+        records = [r for p in set_dirs if set_name in (None, p.name) for r in _set_records(p)]
+        records += [r for r in legacy if set_name in (None, r.set_name)]
+        names = {p.name for p in set_dirs} | {r.set_name for r in legacy if r.set_name}
+        return Snapshot(root=self.root, records=records, manifests=manifests, set_names=sorted(names), infos=infos,
+                        scope=set_name)
 
     def _legacy_dirs(self) -> list[Path]:
         return [p for p in _subdirs(self.root) if p.name != RUNS_DIR and _is_legacy_persona(p)]
 
-    def _legacy_records(self) -> Iterator[dict[str, Any]]:
+    def _legacy_records(self, manifests: list[dict[str, Any]] | None = None) -> Iterator[Record]:
         """Records of a version-1 store (``<root>/<persona>/<model>/``), each given the set of its run."""
         legacy = self._legacy_dirs()
         if not legacy:
             return
-        runs = {m.get("run_id"): m for m in self.manifests()}
+        runs = {m.get("run_id"): m for m in (self.manifests() if manifests is None else manifests)}
         for persona_dir in legacy:
             for folder in _subdirs(persona_dir):
                 for record in _records_in(folder):
-                    record["set"] = legacy_set_name(runs.get(record.get("run_id")))
-                    yield record
+                    yield record.model_copy(update={"set_name": legacy_set_name(runs.get(record.run_id))})
 
     def migrate_legacy(self) -> int:
         """Move a version-1 store's answers into question sets (the set of the run that made each); returns how many.
@@ -308,10 +320,7 @@ class Store:
         for persona_dir in legacy:
             for folder in _subdirs(persona_dir):
                 for path in _numbered(folder):
-                    try:
-                        record = json.loads(path.read_text(encoding="utf-8"))
-                    except (OSError, ValueError):
-                        record = {}
+                    record = read_record_json(path) or {}
                     target = self.questions_set(legacy_set_name(runs.get(record.get("run_id"))))
                     if target.info() is None:
                         target.claim(SetRef(target.name))
@@ -384,13 +393,18 @@ def _numbered(folder: Path) -> list[Path]:
     return sorted((p for p in folder.glob("*.json") if p.stem.isdigit()), key=lambda p: int(p.stem))
 
 
-def _records_in(folder: Path) -> Iterator[dict[str, Any]]:
+def _set_records(set_dir: Path) -> Iterator[Record]:
+    """The records of one question set folder, persona by persona, model by model."""
+    for persona_dir in _subdirs(set_dir):
+        for folder in _subdirs(persona_dir):
+            yield from _records_in(folder, set_dir.name)
+
+
+def _records_in(folder: Path, set_name: str | None = None) -> Iterator[Record]:
+    """The valid records of one model folder, in number order (unreadable or invalid ones left out)."""
     for path in _numbered(folder):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(record, dict) and isinstance(record.get("n"), int):
+        record = read_record(path, set_name)
+        if record is not None:
             yield record
 
 

@@ -13,13 +13,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from runner.core.errors import UsageError
-from runner.views.answers import DEFAULT_OUTPUT_DIR, Answer, choose_set, label_order, load_answers, persona_order
+from runner.views.answers import (
+    DEFAULT_OUTPUT_DIR,
+    Answer,
+    StoreSource,
+    choose_set,
+    label_order,
+    load_answers,
+    open_store,
+    persona_order,
+)
 
 DEFAULT_ENCODER = "all-minilm-l6-v2"
 EmbedFn = Callable[[list[str]], Sequence[Sequence[float]]]
@@ -165,17 +173,18 @@ def open_encoder(name: str = DEFAULT_ENCODER) -> Iterator[EmbedFn]:
         embedder.close()
 
 
-def measure_agreement(output_dir: str | Path = DEFAULT_OUTPUT_DIR, encoder: str = DEFAULT_ENCODER, *,
+def measure_agreement(source: StoreSource = DEFAULT_OUTPUT_DIR, encoder: str = DEFAULT_ENCODER, *,
                       models: Sequence[str] | None = None, personas: Sequence[str] | None = None,
                       by: str | None = None, embed: EmbedFn | None = None,
                       question_set: str | None = None) -> Agreement:
     """Agreement of one question set's saved answers, embedded with ``encoder`` (or a given ``embed``).
 
-    ``question_set`` None: the only set, or the latest run's.
+    ``question_set`` None: the only set, or the latest run's. ``source``: the output folder, or a snapshot of it.
     """
-    question_set, _ = choose_set(output_dir, question_set)
-    answers = load_answers(output_dir, models, personas, question_set)
-    labels = label_order(output_dir, answers, models)
+    snapshot = open_store(source)
+    question_set, _ = choose_set(snapshot, question_set)
+    answers = load_answers(snapshot, models, personas, question_set)
+    labels = label_order(snapshot, answers, models)
     personas_shown = persona_order(answers, personas)
     chosen = by or ("persona" if len(labels) == 1 and len(personas_shown) > 1 else "model")
     columns = labels if chosen == "model" else personas_shown

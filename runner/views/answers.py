@@ -3,11 +3,15 @@
 Everything here only reads the output store; no model is ever asked for an answer. The functions
 return plain dataclasses (and ``answers_table`` plain dicts) so notebooks can use them directly::
 
-    from runner.views.answers import question_answers, answers_table
+    from runner.views.answers import question_answers, answers_table, open_store
     qa = question_answers(3, "outputs")          # question 3, every model x persona
     rows = answers_table("outputs")              # one dict per answer (pandas.DataFrame(rows))
+    snap = open_store("outputs")                 # read the store once, then ask it many things
+    qa, rows = question_answers(3, snap), answers_table(snap)
 
-Views show one question set at a time (``question_set``; by default the only one, or the latest run's).
+Views show one question set at a time (``question_set``; by default the only one, or the latest run's). Every
+function takes the output folder or a ``Snapshot`` of it (``open_store``): given a folder, it reads the store
+itself; the commands read it once and pass the snapshot to every view, so each record is parsed once.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from runner.core.errors import UsageError
+from runner.core.records import Record, Snapshot, parse_record
 from runner.core.store import Store, legacy_set_name, with_tag
 from runner.tasks.letters import extract_letter
 
 DEFAULT_OUTPUT_DIR = "outputs"
+StoreSource = str | Path | Snapshot  # an output folder, or a snapshot of one
 
 
 @dataclass
@@ -63,21 +69,24 @@ class Answer:
         return "right" if self.correct else "wrong"
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Answer:
-        """Build an Answer from a store record (multiple-choice answers get their letter and verdict)."""
-        model = str(record.get("model") or record.get("slug") or "?")
-        tag = record.get("tag") or None
-        label = with_tag(str(record.get("alias") or model), tag)
-        answer = cls(n=int(record["n"]), model=model, label=label, persona=str(record.get("persona") or "?"),
-                     question=str(record.get("question") or ""), set_name=str(record.get("set") or ""), tag=tag,
-                     text=str(record.get("text") or ""), error=record.get("error") or None,
-                     prompt_tokens=record.get("prompt_tokens"), completion_tokens=record.get("completion_tokens"),
-                     latency_s=record.get("latency_s"), finish_reason=record.get("finish_reason"),
-                     run_id=record.get("run_id"), time=record.get("time"))
-        options, right = record.get("options"), record.get("answer")
-        if answer.ok and isinstance(options, dict) and options and right:
-            answer.chosen = extract_letter(answer.text, options)
-            answer.correct = answer.chosen == right
+    def from_record(cls, record: Record | dict[str, Any]) -> Answer:
+        """Build an Answer from a store record (multiple-choice answers get their letter and verdict).
+
+        A plain record dict is read as a Record first (ValueError when it is not a valid record).
+        """
+        if not isinstance(record, Record):
+            parsed = parse_record(record)
+            if parsed is None:
+                raise ValueError("not a valid answer record")
+            record = parsed
+        answer = cls(n=record.n, model=record.model_name, label=record.label, persona=record.persona or "?",
+                     question=record.question, set_name=record.set_name or "", tag=record.tag or None,
+                     text=record.text or "", error=record.error or None, prompt_tokens=record.prompt_tokens,
+                     completion_tokens=record.completion_tokens, latency_s=record.latency_s,
+                     finish_reason=record.finish_reason, run_id=record.run_id, time=record.time)
+        if answer.ok and record.options and record.answer:
+            answer.chosen = extract_letter(answer.text, record.options)
+            answer.correct = answer.chosen == record.answer
         return answer
 
 
@@ -132,50 +141,65 @@ def resolve_aliases(name: str) -> set[str]:
     return names
 
 
-def record_names(record: dict[str, Any]) -> set[str]:
+def record_names(record: Record | dict[str, Any]) -> set[str]:
     """Every name a model filter may use for a record: model, alias, slug, each also as ``name@tag``.
 
     A plain name matches every variant of the model; ``name@tag`` matches one.
     """
-    names = {str(record[k]) for k in ("model", "alias", "slug", "model_id") if record.get(k)}
-    if record.get("tag"):
-        names |= {f"{name}@{record['tag']}" for name in names}
-    return names
+    parsed = record if isinstance(record, Record) else parse_record(record)
+    return parsed.names if parsed is not None else set()
 
 
-def load_records(output_dir: str | Path = DEFAULT_OUTPUT_DIR, question_set: str | None = None) -> list[dict[str, Any]]:
-    """Every saved record under ``output_dir`` (of one question set, or all); a missing folder is an error."""
-    root = Path(output_dir)
-    if not root.is_dir():
-        raise UsageError(f"output folder {root} does not exist; run some questions first "
+def open_store(source: StoreSource = DEFAULT_OUTPUT_DIR) -> Snapshot:
+    """A snapshot of the store: ``source`` itself when it is one, else one read of the folder (missing: UsageError)."""
+    if isinstance(source, Snapshot):
+        return source
+    _check_folder(source)
+    return Store(source).snapshot()
+
+
+def _check_folder(output_dir: str | Path) -> None:
+    if not Path(output_dir).is_dir():
+        raise UsageError(f"output folder {output_dir} does not exist; run some questions first "
                          "(or point --output-dir at the folder holding the answers)")
-    return list(Store(root).iter_records(question_set))
 
 
-def question_sets(output_dir: str | Path = DEFAULT_OUTPUT_DIR) -> list[dict[str, Any]]:
-    """The question sets saved under ``output_dir``: name, questions, answers, and where the questions came from."""
-    store = Store(output_dir)
+def _manifests(source: StoreSource) -> list[dict[str, Any]]:
+    """The run manifests, oldest first (from the snapshot, or read from the folder: no record is read)."""
+    return source.manifests if isinstance(source, Snapshot) else Store(source).manifests()
+
+
+def load_records(source: StoreSource = DEFAULT_OUTPUT_DIR, question_set: str | None = None) -> list[Record]:
+    """Every saved record in the store (of one question set, or all); a missing folder is an error."""
+    return open_store(source).records_of(question_set)
+
+
+def question_sets(source: StoreSource = DEFAULT_OUTPUT_DIR) -> list[dict[str, Any]]:
+    """The question sets saved in the store: name, questions, answers, and where the questions came from."""
+    if not isinstance(source, Snapshot) and not Path(source).is_dir():
+        return []
+    snapshot = open_store(source)
     sets: dict[str, dict[str, Any]] = {}
-    for record in store.iter_records():
-        row = sets.setdefault(record["set"], {"name": record["set"], "questions": set(), "answers": 0,
-                                              "source": None})
-        row["questions"].add(record["n"])
+    for record in snapshot.records:
+        name = record.set_name or ""
+        row = sets.setdefault(name, {"name": name, "questions": set(), "answers": 0, "source": None})
+        row["questions"].add(record.n)
         row["answers"] += 1
     for name, row in sets.items():
-        info = store.questions_set(name).info() or {}
-        row["questions"], row["source"] = len(row["questions"]), info.get("source")
+        row["questions"], row["source"] = len(row["questions"]), (snapshot.info(name) or {}).get("source")
     return [sets[name] for name in sorted(sets)]
 
 
-def choose_set(output_dir: str | Path, question_set: str | None) -> tuple[str, str | None]:
+def choose_set(source: StoreSource, question_set: str | None) -> tuple[str, str | None]:
     """The question set a view shows, and a note when it was chosen among several.
 
     Named: it must exist. Not named: the only set, else the set of the latest run (with a note naming the others).
     """
-    if not Path(output_dir).is_dir():
-        raise UsageError(f"output folder {output_dir} does not exist; run some questions first "
-                         "(or point --output-dir at the folder holding the answers)")
-    names = Store(output_dir).set_names()
+    if isinstance(source, Snapshot):
+        names, output_dir = source.set_names, source.root
+    else:
+        _check_folder(source)
+        names, output_dir = Store(source).set_names(), source
     if question_set is not None:
         if question_set not in names:
             raise UsageError(f"no question set {question_set!r} under {output_dir}; saved sets: "
@@ -185,8 +209,7 @@ def choose_set(output_dir: str | Path, question_set: str | None) -> tuple[str, s
         raise UsageError(f"no saved answers under {output_dir}; run some questions first")
     if len(names) == 1:
         return names[0], None
-    latest = next((manifest_set(m) for m in reversed(Store(output_dir).manifests()) if manifest_set(m) in names),
-                  names[0])
+    latest = next((manifest_set(m) for m in reversed(_manifests(source)) if manifest_set(m) in names), names[0])
     others = ", ".join(n for n in names if n != latest)
     return latest, (f"showing question set {latest!r} (the latest run's); also saved: {others} "
                     "(choose with --set NAME)")
@@ -197,10 +220,10 @@ def manifest_set(manifest: dict[str, Any]) -> str:
     return str(manifest.get("set") or legacy_set_name(manifest))
 
 
-def model_order(output_dir: str | Path, labels: Iterable[str]) -> list[str]:
+def model_order(source: StoreSource, labels: Iterable[str]) -> list[str]:
     """Labels in the order the runs listed their models (oldest run first), unknown ones last, sorted."""
     order: dict[str, int] = {}
-    for manifest in Store(output_dir).manifests():
+    for manifest in _manifests(source):
         for model in manifest.get("models") or []:
             for key in (model.get("alias"), model.get("name")):
                 if key and key not in order:
@@ -208,13 +231,15 @@ def model_order(output_dir: str | Path, labels: Iterable[str]) -> list[str]:
     return sorted(set(labels), key=lambda label: (order.get(label, len(order)), label))
 
 
-def load_answers(output_dir: str | Path = DEFAULT_OUTPUT_DIR, models: Sequence[str] | None = None,
+def load_answers(source: StoreSource = DEFAULT_OUTPUT_DIR, models: Sequence[str] | None = None,
                  personas: Sequence[str] | None = None, question_set: str | None = None) -> list[Answer]:
     """Every saved answer of a generative model in one question set (all sets when None), filtered.
 
     Raises UsageError when the folder holds no answers, or when a filter matches nothing (naming what exists).
     """
-    records = [r for r in load_records(output_dir, question_set) if r.get("kind", "generator") == "generator"]
+    snapshot = open_store(source)
+    output_dir = snapshot.root
+    records = [r for r in snapshot.records_of(question_set) if r.kind == "generate"]
     if not records:
         where = f"question set {question_set!r} in {output_dir}" if question_set else str(output_dir)
         raise UsageError(f"no saved answers under {where}; run some questions first")
@@ -222,11 +247,11 @@ def load_answers(output_dir: str | Path = DEFAULT_OUTPUT_DIR, models: Sequence[s
     if models:
         wanted = [resolve_aliases(m) for m in models]
         for name, spellings in zip(models, wanted, strict=True):
-            if not any(record_names(r) & spellings for r in records):
-                known = ", ".join(model_order(output_dir, {a.label for a in answers}))
+            if not any(r.names & spellings for r in records):
+                known = ", ".join(model_order(snapshot, {a.label for a in answers}))
                 raise UsageError(f"no saved answers from model {name!r} under {output_dir}; saved models: {known}")
         keep = set().union(*wanted)
-        answers = [a for a, r in zip(answers, records, strict=True) if record_names(r) & keep]
+        answers = [a for a, r in zip(answers, records, strict=True) if r.names & keep]
     if personas:
         saved = sorted({a.persona for a in answers})
         for name in personas:
@@ -280,42 +305,42 @@ def _question_view(n: int, answers: list[Answer], labels: list[str], personas: l
     return view
 
 
-def _fill_question_details(views: list[QuestionAnswers], output_dir: str | Path, question_set: str) -> None:
+def _fill_question_details(views: list[QuestionAnswers], snapshot: Snapshot, question_set: str) -> None:
     """Options, the correct letter, id, context and task come from the records themselves."""
     wanted = {(v.n, v.question): v for v in views}
     for view in views:
         view.set_name = question_set
-    for record in load_records(output_dir, question_set):
-        view = wanted.get((record["n"], record.get("question")))
+    for record in snapshot.records_of(question_set):
+        view = wanted.get((record.n, record.question))
         if view is not None and view.question_id is None:
-            view.question_id = record.get("question_id")
-            view.context = record.get("context")
-            options = record.get("options")
-            view.options = dict(options) if isinstance(options, dict) else None
-            view.correct = record.get("answer")
-            view.task = record.get("task")
+            view.question_id = record.question_id
+            view.context = record.context
+            view.options = dict(record.options) if record.options is not None else None
+            view.correct = record.answer
+            view.task = record.task
 
 
-def all_questions(output_dir: str | Path = DEFAULT_OUTPUT_DIR, models: Sequence[str] | None = None,
+def all_questions(source: StoreSource = DEFAULT_OUTPUT_DIR, models: Sequence[str] | None = None,
                   personas: Sequence[str] | None = None, question_set: str | None = None) -> list[QuestionAnswers]:
     """Every question of one set with saved answers, each with its grid of answers (models x personas).
 
     ``question_set`` None: the only set, or the latest run's (see ``choose_set``).
     """
-    question_set, _ = choose_set(output_dir, question_set)
-    answers = load_answers(output_dir, models, personas, question_set)
-    views = group_questions(answers, label_order(output_dir, answers, models), persona_order(answers, personas))
-    _fill_question_details(views, output_dir, question_set)
+    snapshot = open_store(source)
+    question_set, _ = choose_set(snapshot, question_set)
+    answers = load_answers(snapshot, models, personas, question_set)
+    views = group_questions(answers, label_order(snapshot, answers, models), persona_order(answers, personas))
+    _fill_question_details(views, snapshot, question_set)
     return views
 
 
-def label_order(output_dir: str | Path, answers: Sequence[Answer], models: Sequence[str] | None = None) -> list[str]:
+def label_order(source: StoreSource, answers: Sequence[Answer], models: Sequence[str] | None = None) -> list[str]:
     """The model labels of ``answers`` in display order: as the user named them, else as the runs listed them.
 
     A model's named variants (``label@tag``) follow its untagged answers.
     """
     if not models:
-        base = model_order(output_dir, {a.label.partition("@")[0] for a in answers})
+        base = model_order(source, {a.label.partition("@")[0] for a in answers})
         return sorted({a.label for a in answers},
                       key=lambda label: (base.index(label.partition("@")[0]), "@" in label, label))
     out: list[str] = []
@@ -333,13 +358,15 @@ def persona_order(answers: Sequence[Answer], personas: Sequence[str] | None = No
     return [p for p in personas if p in present] if personas else sorted(present)
 
 
-def question_answers(n: int, output_dir: str | Path = DEFAULT_OUTPUT_DIR, models: Sequence[str] | None = None,
+def question_answers(n: int, source: StoreSource = DEFAULT_OUTPUT_DIR, models: Sequence[str] | None = None,
                      personas: Sequence[str] | None = None, question_set: str | None = None) -> QuestionAnswers:
     """Question ``n`` of one set with every selected model's answer under every selected persona.
 
     Raises UsageError when no answer to question ``n`` is saved (naming the numbers that are).
     """
-    views = {v.n: v for v in all_questions(output_dir, models, personas, question_set)}
+    snapshot = open_store(source)
+    output_dir = snapshot.root
+    views = {v.n: v for v in all_questions(snapshot, models, personas, question_set)}
     if n not in views:
         numbers = sorted(views)
         shown = ", ".join(map(str, numbers[:20])) + (", ..." if len(numbers) > 20 else "")
@@ -349,28 +376,28 @@ def question_answers(n: int, output_dir: str | Path = DEFAULT_OUTPUT_DIR, models
     return views[n]
 
 
-def answers_table(output_dir: str | Path = DEFAULT_OUTPUT_DIR, models: Sequence[str] | None = None,
+def answers_table(source: StoreSource = DEFAULT_OUTPUT_DIR, models: Sequence[str] | None = None,
                   personas: Sequence[str] | None = None, question_set: str | None = None) -> list[dict[str, Any]]:
     """One flat dict per saved answer (set, n, model, label, persona, text, error, tokens, chosen, correct, ...).
 
     Every set unless ``question_set`` names one.
     """
-    return [asdict(a) for a in load_answers(output_dir, models, personas, question_set)]
+    return [asdict(a) for a in load_answers(source, models, personas, question_set)]
 
 
-def encoder_summary(output_dir: str | Path = DEFAULT_OUTPUT_DIR,
+def encoder_summary(source: StoreSource = DEFAULT_OUTPUT_DIR,
                     question_set: str | None = None) -> list[dict[str, Any]]:
     """The encoder (embedding) models in the store: model, persona, vectors saved, failures, dimension."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
-    for record in load_records(output_dir, question_set):
-        if record.get("kind") != "embedder":
+    for record in load_records(source, question_set):
+        if record.kind != "embed":
             continue
-        label = str(record.get("alias") or record.get("model"))
-        row = rows.setdefault((label, str(record.get("persona"))), {
-            "model": label, "persona": record.get("persona"), "embedded": 0, "failed": 0, "dim": None})
-        if record.get("error"):
+        label = str(record.alias or record.model)
+        row = rows.setdefault((label, str(record.persona)), {
+            "model": label, "persona": record.persona, "embedded": 0, "failed": 0, "dim": None})
+        if record.error:
             row["failed"] += 1
         else:
             row["embedded"] += 1
-            row["dim"] = record.get("embedding_dim") or row["dim"]
+            row["dim"] = record.embedding_dim or row["dim"]
     return list(rows.values())

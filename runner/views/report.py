@@ -16,15 +16,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.core.store import Store, atomic_write
+from runner.core.records import Snapshot
+from runner.core.store import atomic_write
 from runner.views.answers import (
     DEFAULT_OUTPUT_DIR,
     Answer,
     QuestionAnswers,
+    StoreSource,
     all_questions,
     choose_set,
     encoder_summary,
     manifest_set,
+    open_store,
     question_sets,
     resolve_aliases,
     usage_parts,
@@ -112,20 +115,23 @@ def model_summaries(views: Sequence[QuestionAnswers], manifests: Sequence[dict[s
     return sorted(out.values(), key=lambda s: order.index(s.label) if s.label in order else len(order))
 
 
-def build_report(output_dir: str | Path = DEFAULT_OUTPUT_DIR, *, models: Sequence[str] | None = None,
+def build_report(source: StoreSource = DEFAULT_OUTPUT_DIR, *, models: Sequence[str] | None = None,
                  personas: Sequence[str] | None = None, agreement: Agreement | None = None,
                  title: str = "Model comparison report", question_set: str | None = None) -> str:
     """The report of one question set as one HTML string (raises UsageError when there are no saved answers).
 
     ``question_set`` None: the only set, or the latest run's. Multiple-choice answers get their verdict, and a
     scores section (the set's leaderboard, log-likelihood records included) comes after the model summary.
+    ``source`` is the output folder, or a snapshot of it (read once: every section is made from it).
     """
-    question_set, _ = choose_set(output_dir, question_set)
-    views = all_questions(output_dir, models, personas, question_set)
-    all_manifests = Store(output_dir).manifests()
+    snapshot = open_store(source)
+    output_dir = snapshot.root
+    question_set, _ = choose_set(snapshot, question_set)
+    views = all_questions(snapshot, models, personas, question_set)
+    all_manifests = snapshot.manifests
     manifests = [m for m in all_manifests if _in_set(m, question_set)]
-    scores = set_scores(output_dir, question_set, models, personas)
-    sets = question_sets(output_dir)
+    scores = set_scores(snapshot, question_set, models, personas)
+    sets = question_sets(snapshot)
     total = sum(len(v.answers) for v in views)
     failed = sum(not a.ok for v in views for a in v.answers)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -141,7 +147,7 @@ def build_report(output_dir: str | Path = DEFAULT_OUTPUT_DIR, *, models: Sequenc
                       f'<span class="count">{flagged} of {len(views)}</span></label>')
     body = [
         _settings_section(manifests, question_set, sets, len(all_manifests)),
-        _summary_section(model_summaries(views, all_manifests), encoder_summary(output_dir, question_set)),
+        _summary_section(model_summaries(views, all_manifests), encoder_summary(snapshot, question_set)),
         _scores_section(scores, {v.n for v in views}) if scores else "",
         _agreement_section(agreement) if agreement else "",
         '<div class="toolbar"><button type="button" id="expand-all">Expand all answers</button>'
@@ -174,7 +180,7 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def set_scores(output_dir: str | Path, question_set: str, models: Sequence[str] | None = None,
+def set_scores(source: StoreSource, question_set: str, models: Sequence[str] | None = None,
                personas: Sequence[str] | None = None) -> list[TaskScore]:
     """The multiple-choice scores of one question set, with the report's model and persona filters.
 
@@ -184,7 +190,7 @@ def set_scores(output_dir: str | Path, question_set: str, models: Sequence[str] 
     from runner.views.scores import collect_scores
 
     names = set().union(*(resolve_aliases(m) for m in models)) if models else None
-    return collect_scores(Store(output_dir).iter_records(question_set), models=names,
+    return collect_scores(open_store(source).records_of(question_set), models=names,
                           personas=set(personas) if personas else None)
 
 
@@ -213,10 +219,11 @@ def _other_sets_line(output_dir: str | Path, question_set: str, sets: Sequence[d
             f"{esc(listed)}. Report another with <code>{esc(shlex.join(command))}</code></p>")
 
 
-def write_report(output_dir: str | Path = DEFAULT_OUTPUT_DIR, out: str | Path | None = None, **kwargs: Any) -> Path:
-    """Write the report to ``out`` (default ``<output_dir>/report.html``) and return its path."""
-    path = Path(out) if out else Path(output_dir) / "report.html"
-    atomic_write(path, build_report(output_dir, **kwargs))
+def write_report(source: StoreSource = DEFAULT_OUTPUT_DIR, out: str | Path | None = None, **kwargs: Any) -> Path:
+    """Write the report to ``out`` (default ``<output folder>/report.html``) and return its path."""
+    root = source.root if isinstance(source, Snapshot) else Path(source)
+    path = Path(out) if out else root / "report.html"
+    atomic_write(path, build_report(source, **kwargs))
     path.chmod(0o644)  # the temporary file behind atomic_write is private; a report is meant to be shared
     return path
 

@@ -14,12 +14,11 @@ import shutil
 import sys
 import unicodedata
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 import wcwidth
 
-from runner.views.answers import DEFAULT_OUTPUT_DIR, QuestionAnswers, question_answers, usage_parts
+from runner.views.answers import DEFAULT_OUTPUT_DIR, QuestionAnswers, StoreSource, question_answers, usage_parts
 
 if TYPE_CHECKING:
     from runner.views.agreement import Agreement
@@ -247,14 +246,14 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def compare_responses(n: int, output_dir: str | Path = DEFAULT_OUTPUT_DIR, models: Sequence[str] | None = None,
+def compare_responses(n: int, source: StoreSource = DEFAULT_OUTPUT_DIR, models: Sequence[str] | None = None,
                       personas: Sequence[str] | None = None, *, question_set: str | None = None,
                       width: int | None = None, stacked: bool = False, file: TextIO | None = None) -> QuestionAnswers:
     """Print question ``n`` and every model's saved answer side by side; return the data shown.
 
-    The Python counterpart of ``medical_model_runner.py compare N``.
+    The Python counterpart of ``medical_model_runner.py compare N``; ``source`` is the output folder or a snapshot.
     """
     stream = file or sys.stdout
-    view = question_answers(n, output_dir, models, personas, question_set)
+    view = question_answers(n, source, models, personas, question_set)
     print(render_question(view, width or terminal_width(), stacked=stacked, color=use_color(stream)), file=stream)
     return view

@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from runner.providers import PROVIDERS, missing_packages
+from runner.providers import PROVIDERS, ProviderInfo, missing_packages, provider_info
 from runner.providers.catalog import CATALOG, DEFAULT_MODELS, ModelSpec
 
 
@@ -18,7 +18,7 @@ def gpu_visible() -> bool:
 
 def model_needs(spec: ModelSpec) -> tuple[list[str], list[str]]:
     """What the model needs, and which of those this machine lacks."""
-    info = PROVIDERS[spec.provider]
+    info = provider_info(spec.provider)
     needs, missing = [], []
     if info.packages:
         needs.append("pip: " + " ".join(info.packages))
@@ -68,10 +68,29 @@ def print_models(as_json: bool = False) -> int:
             print(f"  price: ${inp:g} / ${out:g} per million input / output tokens")
         if row["notes"]:
             print(f"  note: {row['notes']}")
-    print("\nAny other model: hf:<hub-id>, encoder:<hub-id>, openai:<model> (OPENAI_BASE_URL for vLLM, Ollama, "
-          "llama.cpp), gemini:<model>, fake:echo.")
-    print("Providers: " + ", ".join(f"{p.name} ({p.description})" for p in PROVIDERS.values()))
+    print("\nAny other model: provider:model-id, from these providers:")
+    for info in PROVIDERS.values():
+        print(f"  {info.name}:{info.model_hint}  {info.description}\n    {provider_facts(info)}")
     return 0
+
+
+def provider_facts(info: ProviderInfo) -> str:
+    """One line of what a provider's declaration says: what it serves, how it runs, what it needs."""
+    facts = ["serves " + ", ".join(info.capabilities),
+             "API, concurrent" if info.concurrent else "batched"]
+    if info.concurrent_models:
+        facts[-1] += f" ({', '.join(info.concurrent_models)}: concurrent)"
+    if info.local_flags:
+        facts.append("local (--quantize, --dtype, --trust-remote-code)")
+    if info.key_env_vars:
+        facts.append("key " + " or ".join(info.key_env_vars))
+    if info.base_url_env:
+        facts.append(f"another server: {info.base_url_env}")
+    if info.pip:
+        facts.append(info.pip)
+    if info.origin != "built-in":
+        facts.append(info.origin)
+    return "; ".join(facts)
 
 
 def print_personas(name: str | None = None) -> int:

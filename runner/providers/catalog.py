@@ -60,7 +60,7 @@ class ModelSpec(BaseModel):
     @property
     def kind(self) -> str:
         """``generator`` or ``embedder``."""
-        return PROVIDERS[self.provider].kind
+        return provider_info(self.provider).kind
 
     @property
     def label(self) -> str:
@@ -131,7 +131,6 @@ CATALOG: dict[str, ModelSpec] = {
               description="Google Gemini 2.5 Flash (API)"),
     ]
 }
-BASE_URL_ENV = {"openai": "OPENAI_BASE_URL", "gemini": "GOOGLE_GEMINI_BASE_URL"}
 DEFAULT_MODELS = ("smollm2-135m-instruct", "all-minilm-l6-v2")
 _BY_NAME = {spec.name: spec for spec in CATALOG.values()}
 
@@ -155,7 +154,8 @@ def resolve_model(entry: str | ModelEntry) -> ModelSpec:
     overrides = entry.model_dump(exclude={"name"}, exclude_none=True)
     if "slug" in overrides:
         overrides["slug"] = safe_slug(overrides["slug"])
-    env_url = os.environ.get(BASE_URL_ENV.get(spec.provider, ""), "").strip()
+    url_var = provider_info(spec.provider).base_url_env  # the provider's declaration names it
+    env_url = os.environ.get(url_var, "").strip() if url_var else ""
     if env_url and not overrides.get("base_url") and not spec.base_url:
         # The server answering is part of the answer's identity (and cache key): record it on the spec.
         overrides["base_url"] = env_url

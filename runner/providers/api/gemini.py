@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Any, ClassVar
+from typing import Any
 
 from runner.core.credentials import get_key, redact
 from runner.core.errors import ProviderError
@@ -48,16 +48,12 @@ def quota_details(details: Any) -> tuple[bool, float | None]:
 class GeminiGenerator(Generator):
     """``gemini:<model>``: Google's Gemini API (``GEMINI_API_KEY``; ``GOOGLE_API_KEY`` also accepted)."""
 
-    name: ClassVar[str] = "gemini"
-    key_env_vars: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
-    concurrent = True
-
     def load(self) -> None:
         """Create the client (kept: it closes its HTTP pool when garbage-collected) with an explicit timeout."""
         from google import genai
         from google.genai import types
 
-        key = get_key(self.key_env_vars, self.spec.label)
+        key = get_key(self.info.key_env_vars, self.spec.label)
         options = types.HttpOptions(timeout=max(1, round(self.settings.timeout_s * 1000)),
                                     base_url=self.spec.base_url or None)
         # vertexai=False: a GOOGLE_GENAI_USE_VERTEXAI in the environment must not silently switch backends.

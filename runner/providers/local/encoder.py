@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from runner.core.errors import ModelUnavailable, ProviderError
 from runner.core.settings import GenerationSettings
@@ -32,8 +32,6 @@ MAX_TOKENS = 512
 
 class EncoderEmbedder(Embedder):
     """A local encoder model returning unit-length embeddings."""
-
-    name: ClassVar[str] = "encoder"
 
     def __init__(self, spec: ModelSpec, settings: GenerationSettings) -> None:
         super().__init__(spec, settings)

@@ -3,10 +3,11 @@
 (a) the reference tool's way: one ``transformers.pipeline("text-generation")`` call per question;
 (b) this runner's batched path: ``HFGenerator.generate`` (length-sorted batches, shared-prefix and grouped
 prefill, a preallocated cache, chunked decoding that lets finished answers leave the batch, and on the CPU
-attention that reads the shared prefix once and linear layers packed for oneDNN).
+attention that reads the shared prefix once and linear layers packed for oneDNN: the CPU speed path,
+``--cpu-fast-path on``, the default; ``off`` measures the runner's batching on transformers' plain path).
 
 Both use the same model (by default the embedded SmolLM2-135M-Instruct, float32; the pipeline gets it as
-transformers loads it, without the runner's packing), the same questions, persona, greedy decoding and
+transformers loads it, i.e. loaded with the CPU speed path off), the same questions, persona, greedy decoding and
 ``max_new_tokens``; both count the token ids generated after the prompt, the EOS included.
 Then the peak memory (max RSS) of a default ``python medical_model_runner.py`` run is read from a subprocess.
 
@@ -67,10 +68,9 @@ def bench_reference(model: Any, tokenizer: Any, persona: str, questions: list[st
 
 def bench_runner(generator: Any, persona: str, questions: list[str], max_new_tokens: int) -> tuple[int, float]:
     """This runner's batched path; returns (generated tokens, seconds)."""
-    from runner.core.settings import GenerationSettings
     from runner.providers.base import Request
 
-    settings = GenerationSettings(max_new_tokens=max_new_tokens)
+    settings = generator.settings.model_copy(update={"max_new_tokens": max_new_tokens})
     requests = [Request(str(i), persona, q, settings) for i, q in enumerate(questions)]
     start = time.perf_counter()
     results = generator.generate(requests)
@@ -105,6 +105,9 @@ def main() -> int:
     parser.add_argument("--model", default="smollm2-135m-instruct", help="hf: model or alias (default: embedded)")
     parser.add_argument("--quantize", choices=["4bit", "8bit", "none"], help="as the runner's --quantize")
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="as the runner's --dtype")
+    parser.add_argument("--cpu-fast-path", choices=["on", "off"], default="on",
+                        help="runner path: the CPU speed path (prefix attention, packed linear layers, preallocated "
+                             "cache), as the runner's --cpu-fast-path (default on)")
     parser.add_argument("--skip-rss", action="store_true", help="do not measure the default run's peak memory")
     parser.add_argument("--rss-timeout", type=float, default=1800)
     args = parser.parse_args()
@@ -117,7 +120,7 @@ def main() -> int:
     from runner.core.personas import DEFAULT_PERSONA, resolve_persona
     from runner.core.settings import GenerationSettings
     from runner.providers.catalog import resolve_model
-    from runner.providers.local.fastpath import packed_linear
+    from runner.providers.local import fastpath
     from runner.providers.local.hf import HFGenerator, load_model_and_tokenizer
 
     if args.threads:
@@ -125,7 +128,8 @@ def main() -> int:
     batch = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
     spec = resolve_model(args.model)
     spec = spec.model_copy(update={k: getattr(args, k) for k in ("quantize", "dtype") if getattr(args, k)})
-    generator = HFGenerator(spec, GenerationSettings(batch_size=batch))
+    fast = args.cpu_fast_path == "on"
+    generator = HFGenerator(spec, GenerationSettings(batch_size=batch, cpu_fast_path=fast))
     load_start = time.perf_counter()
     generator.load()
     load_s = time.perf_counter() - load_start
@@ -137,12 +141,13 @@ def main() -> int:
     device = torch.cuda.get_device_name(0) if placement.cuda else f"CPU, {os.cpu_count()} cores"
     print(f"model: {spec.label} on {device} ({placement.quantize or placement.dtype}), "
           f"loaded in {load_s:.1f} s; torch threads {torch.get_num_threads()}")
+    fast_on = fastpath.enabled(generator.settings, placement.device)
     print(f"{len(questions)} questions, max_new_tokens {args.max_new_tokens}, greedy, "
-          f"runner batch size {generator.batch_size}")
-    # The reference tool's model as it loads it: without the runner's CPU packing of linear layers.
+          f"runner batch size {generator.batch_size}, CPU speed path {'on' if fast_on else 'off'}")
+    # The reference tool's model as it loads it: transformers' own, with the CPU speed path off.
     reference_model = generator.model
-    if packed_linear.packed_layers(generator.model):
-        reference_model, _ = load_model_and_tokenizer(spec, GenerationSettings(), pack_linear=False)
+    if fast_on:
+        reference_model, _ = load_model_and_tokenizer(spec, GenerationSettings(cpu_fast_path=False))
     ref_tokens, ref_s = bench_reference(reference_model, generator.tokenizer, persona, questions, args.max_new_tokens)
     run_tokens, run_s = bench_runner(generator, persona, questions, args.max_new_tokens)
     ref_rate, run_rate = ref_tokens / ref_s, run_tokens / run_s

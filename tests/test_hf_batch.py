@@ -1,4 +1,4 @@
-"""Batch prefill, the preallocated cache and chunked decoding (runner/providers/hf_batch.py)."""
+"""Batch prefill, the preallocated cache and chunked decoding (runner/providers/local/batching.py)."""
 
 from __future__ import annotations
 
@@ -95,6 +95,14 @@ def test_prefilled_chunked_answers_equal_one_plain_generate(generator: HFGenerat
     # several chunks, and the answers that had ended left the batch
     assert len(counting.rows) > 2 and counting.rows[0] == len(QUESTIONS) and counting.rows[-1] < len(QUESTIONS)
     assert any(r.finish_reason == "stop" for r in chunked) and any(r.finish_reason == "length" for r in chunked)
+
+
+def test_the_preallocated_cache_follows_the_cpu_switch_and_stays_on_cuda(generator: HFGenerator) -> None:
+    on, off = GenerationSettings(), GenerationSettings(cpu_fast_path=False)
+    assert hf_batch.preallocate(generator.model, on, "cpu") == hf_batch.supported(generator.model)
+    assert not hf_batch.preallocate(generator.model, off, "cpu")  # off: one plain generate on the padded batch
+    assert hf_batch.preallocate(generator.model, off, "cuda")  # CUDA keeps it whatever the switch says
+    assert hf_batch.preallocate(generator.model, on, "cuda:0")
 
 
 def test_with_prefix_attention_rows_hold_only_their_own_tokens(generator: HFGenerator) -> None:

@@ -1,13 +1,13 @@
-"""Linear layers packed for oneDNN on the CPU (runner/providers/packed_linear.py)."""
+"""Linear layers packed for oneDNN on the CPU (runner/providers/local/fastpath/packed_linear.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from local_models import smollm2  # as the other test modules import it: one loaded model per session
 
 from runner.providers.local.fastpath import packed_linear
 from runner.providers.local.hf import load_model_and_tokenizer
-from tests.local_models import smollm2
 
 needs_onednn = pytest.mark.skipif(not (torch.backends.mkldnn.is_available() and packed_linear.measured_here()),
                                   reason="packing is for x86-64 CPUs with a PyTorch built with oneDNN")
@@ -86,6 +86,17 @@ def test_missing_operators_change_nothing(monkeypatch: pytest.MonkeyPatch) -> No
     model = Tied()
     assert packed_linear.pack(model) == 0
     assert type(model.up) is torch.nn.Linear
+    assert packed_linear.probe() is not None  # the probe says why (and fastpath turns itself off)
+
+
+@needs_onednn
+def test_the_probe_passes_here_and_fails_on_a_disagreeing_operator(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert packed_linear.probe() is None
+    real = torch.ops.mkldnn._linear_pointwise
+    monkeypatch.setattr(packed_linear, "_linear_op", lambda: lambda *args: real(*args) * 2)
+    assert "disagrees" in (packed_linear.probe() or "")
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    assert "without oneDNN" in (packed_linear.probe() or "")
 
 
 @needs_onednn
@@ -93,8 +104,11 @@ def test_the_embedded_model_loads_packed_and_its_logits_match_the_plain_model() 
     generator = smollm2()
     # 30 layers x (q, k, v, o, gate, up, down) + the output layer
     assert packed_linear.packed_layers(generator.model) == 30 * 7 + 1
-    plain, tokenizer = load_model_and_tokenizer(generator.spec, generator.settings, pack_linear=False)
+    # The CPU speed path switched off: the model as transformers loads it.
+    plain, tokenizer = load_model_and_tokenizer(generator.spec,
+                                                generator.settings.model_copy(update={"cpu_fast_path": False}))
     assert packed_linear.packed_layers(plain) == 0
+    assert all(type(m) is torch.nn.Linear for m in plain.modules() if "Linear" in type(m).__name__)
     ids = tokenizer(["Which drug class do statins belong to?", "What does BRCA1 do?"], padding=True,
                     return_tensors="pt")
     with torch.inference_mode():

@@ -1,4 +1,4 @@
-"""Attention that reads a shared prefix once per batch (runner/providers/prefix_attention.py)."""
+"""Attention that reads a shared prefix once per batch (runner/providers/local/fastpath/prefix_attention.py)."""
 
 from __future__ import annotations
 

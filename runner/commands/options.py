@@ -26,6 +26,24 @@ def batch_size(value: str) -> int | str:
     return number
 
 
+def on_off(value: str) -> bool:
+    """An argparse type: ``on`` or ``off`` (also true/false, yes/no, 1/0) as a bool."""
+    word = value.strip().lower()
+    if word in ("on", "true", "yes", "1"):
+        return True
+    if word in ("off", "false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError("expected on or off")
+
+
+def add_cpu_fast_path(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--cpu-fast-path on|off`` (``cpu_fast_path`` in the settings; None when not given, so a config file counts)."""
+    parser.add_argument("--cpu-fast-path", type=on_off, metavar="on|off",
+                        help="local models on an x86-64 CPU: prefix attention, packed linear layers and the "
+                             "preallocated cache (default on where tested; off: transformers' plain path, same "
+                             "greedy answers)")
+
+
 def add_output_dir(parser: argparse.ArgumentParser) -> None:
     """The ``--output-dir`` option shared by every sub-command."""
     parser.add_argument("--output-dir", metavar="DIR", help="root of the saved answers (default: outputs)")

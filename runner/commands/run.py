@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from runner.commands.options import add_output_dir, add_set_and_tag, batch_size, csv_list
+from runner.commands.options import add_cpu_fast_path, add_output_dir, add_set_and_tag, batch_size, csv_list
 from runner.core.errors import UsageError
 
 
@@ -34,11 +34,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-attempts", type=int, metavar="N", help="tries per answer on retryable errors (default 5)")
     g.add_argument("--timeout", type=float, dest="timeout_s", metavar="SECONDS",
                    help="per-request timeout for API models (default 120)")
-    h = p.add_argument_group("local models")
-    h.add_argument("--quantize", choices=["4bit", "8bit", "none"], help="quantize hf: models (needs CUDA)")
-    h.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="weights dtype for hf: models")
+    h = p.add_argument_group("local models", "--quantize, --dtype and --trust-remote-code apply to the models of "
+                                             "the providers that the 'models' command marks 'local'")
+    h.add_argument("--quantize", choices=["4bit", "8bit", "none"], help="quantize local models (needs CUDA)")
+    h.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="weights dtype for local models")
     h.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="allow a model's own code from the hub to run (off by default)")
+    add_cpu_fast_path(h)
     p.add_argument("--force", action="store_true",
                    help="answer again what is already saved, replacing it (also answers made with other settings)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -55,7 +57,8 @@ def execute(args: argparse.Namespace) -> int:
 
     config = load_config(args.config) if args.config else RunConfig()
     settings = merge_settings(config.settings, {k: getattr(args, k) for k in (
-        "max_new_tokens", "temperature", "top_p", "seed", "batch_size", "concurrency", "max_attempts", "timeout_s")})
+        "max_new_tokens", "temperature", "top_p", "seed", "batch_size", "concurrency", "max_attempts", "timeout_s",
+        "cpu_fast_path")})
     if args.persona and args.system_prompt is not None:
         raise UsageError("give either --persona or --system-prompt, not both")
     system_prompt = args.system_prompt if args.system_prompt is not None else (
@@ -79,10 +82,12 @@ def execute(args: argparse.Namespace) -> int:
 
 
 def _apply_local_flags(entry: Any, args: argparse.Namespace) -> Any:
-    """``--quantize``, ``--dtype`` and ``--trust-remote-code`` apply to every hf: model."""
+    """``--quantize``, ``--dtype`` and ``--trust-remote-code`` apply to every model whose provider declares
+    ``local_flags`` (hf:)."""
+    from runner.providers import provider_info
     from runner.providers.catalog import resolve_model
 
-    if resolve_model(entry).provider != "hf":
+    if not provider_info(resolve_model(entry).provider).local_flags:
         return entry
     updates = {k: getattr(args, k) for k in ("quantize", "dtype", "trust_remote_code") if getattr(args, k) is not None}
     return entry.model_copy(update=updates) if updates else entry

@@ -29,6 +29,8 @@ class GenerationSettings(BaseModel):
     timeout_s: float = Field(120.0, gt=0, description="Per-request timeout for API models, in seconds.")
     retry_initial_wait_s: float = Field(1.0, ge=0, description="First backoff wait; doubles per attempt.")
     retry_max_wait_s: float = Field(60.0, ge=0, description="Longest single backoff wait (Retry-After capped too).")
+    cpu_fast_path: bool = Field(True, description="Local models on an x86-64 CPU: prefix attention, packed linear "
+                                "layers and the preallocated cache (off: transformers' plain path; same answers).")
 
     @field_validator("batch_size")
     @classmethod

@@ -17,6 +17,10 @@ Each row is laid out ``[shared prefix][left padding][own tokens]`` (without the 
 padding's keys and values are zeros that the attention mask hides, and positions come from the mask as
 ``generate`` derives them, so the answers are those of the plain path. Models whose cache is not plain full
 attention (sliding windows, linear attention) keep the plain path: ``supported`` says which.
+
+The cache layer subclasses transformers' cache internals (``cache_utils.DynamicLayer``), so on the CPU this path
+belongs to the CPU speed path and its switch (``fastpath``; ``preallocate`` decides); CUDA uses it whenever the
+model's cache allows.
 """
 
 from __future__ import annotations
@@ -71,14 +75,29 @@ def prefill_groups(lengths: list[int]) -> list[range]:
 
 def supported(model: Any) -> bool:
     """Whether every layer of ``model``'s cache is plain full attention (what ``BatchPrefill`` fills)."""
-    from transformers import DynamicCache
-    from transformers.cache_utils import DynamicLayer
-
     try:
+        from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
+
         layers = DynamicCache(config=model.config).layers
-    except Exception:  # noqa: BLE001 - an unusual config: the plain path handles it
+    except Exception:  # noqa: BLE001 - an unusual config, or cache internals this transformers lacks: plain path
         return False
     return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+
+def preallocate(model: Any, settings: Any, device: Any) -> bool:
+    """Whether batches fill a preallocated cache themselves (``BatchPrefill``) rather than one padded ``generate``.
+
+    The model's cache must be plain full attention (``supported``). On the CPU this is part of the CPU speed path
+    and follows its switch (``fastpath.enabled``: ``--cpu-fast-path``, tested versions); on CUDA, where it was in
+    use before the switch existed, it stays on whenever the model allows (``prepare`` failing falls back to the
+    plain path at run time there, as everywhere).
+    """
+    from runner.providers.local import fastpath
+
+    if fastpath.device_type(device) == "cpu" and not fastpath.enabled(settings, device):
+        return False  # switched off, or turned off (untested versions): the cache internals are not touched
+    return supported(model)
 
 
 @functools.cache

@@ -6,8 +6,9 @@ blocked format, once. On the embedded model on a 2-core CPU (``benchmarks/bench_
 ~17% faster with packed layers, most of it in the output layer (576 x 49152): 80-85 GFLOP/s through MKL at 64 rows
 against 135 through oneDNN. The results agree with ``torch.nn.functional.linear`` to float32 rounding (~1e-4).
 
-``pack`` is used only for float32 models on an x86-64 CPU (ARM CPUs were not measured). It checks the operators on a
-probe first and leaves the model untouched when they are missing (a PyTorch built without oneDNN) or disagree.
+``pack`` is used only for float32 models on an x86-64 CPU (ARM CPUs were not measured), when the CPU speed path is
+on (``fastpath.enabled``, which runs ``probe`` once per process). It also checks the model's first layer and leaves
+the model untouched when the operators are missing (a PyTorch built without oneDNN) or disagree.
 """
 
 from __future__ import annotations
@@ -72,6 +73,30 @@ def _agrees(layer: Any, linear: Any) -> bool:
         return bool(torch.allclose(layer(probe), expected, rtol=PROBE_TOLERANCE, atol=PROBE_TOLERANCE))
 
 
+def probe() -> str | None:
+    """Why oneDNN's packed linear cannot replace ``torch.nn.Linear`` here, or None when it can.
+
+    Packs a small random float32 layer and compares it with ``torch.nn.functional.linear``: a PyTorch built
+    without oneDNN, missing operators or a disagreeing result each give a reason (``fastpath.available`` turns
+    the speed path off on it).
+    """
+    import torch
+
+    if not torch.backends.mkldnn.is_available():
+        return "this PyTorch is built without oneDNN (torch.backends.mkldnn)"
+    generator = torch.Generator().manual_seed(0)
+    linear = torch.nn.Linear(24, 40)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(40, 24, generator=generator))
+        linear.bias.copy_(torch.randn(40, generator=generator))
+    try:
+        if not _agrees(_packed_linear_class()(linear), linear):
+            return "oneDNN's packed linear disagrees with torch.nn.Linear on a probe"
+    except (AttributeError, RuntimeError, TypeError) as exc:  # operators missing, renamed or refusing this CPU
+        return f"oneDNN's packed linear operators fail a probe ({type(exc).__name__}: {exc})"
+    return None
+
+
 def pack(model: Any, rows: int = PACK_ROWS) -> int:
     """Replace every float32 ``torch.nn.Linear`` of ``model`` on the CPU by a oneDNN-packed one; how many.
 
@@ -93,7 +118,7 @@ def pack(model: Any, rows: int = PACK_ROWS) -> int:
         if not _agrees(first, first_linear):
             log.info("oneDNN's packed linear disagrees with torch.nn.Linear here; layers left as they are")
             return 0
-    except (AttributeError, RuntimeError) as exc:  # operators missing or refusing this build or CPU
+    except (AttributeError, RuntimeError, TypeError) as exc:  # operators missing or refusing this build or CPU
         log.info("oneDNN packed linear layers unavailable (%s); layers left as they are", exc)
         return 0
     count = len(targets)

@@ -88,3 +88,30 @@ def test_sigint_stops_quickly_and_says_how_to_resume(tmp_path: Path) -> None:
     _, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0 and f"{len(saved)} answer(s) already saved" in err
     assert len(saved_records(folder)) == N_QUESTIONS
+
+
+def test_sigkill_of_a_loglik_run_then_rerun_skips_what_was_saved(tmp_path: Path) -> None:
+    """Log-likelihood scoring runs through the same engine: a killed run resumes like a generation run."""
+    count = 100  # fake:slow scores one question in 50 ms: about 5 s in all
+    write_jsonl(tmp_path / "mcq.jsonl", [{"question": f"Question {i}?", "options": {"A": "yes", "B": "no"},
+                                          "answer": "AB"[i % 2]} for i in range(count)])
+    folder = tmp_path / "outputs" / "mcq" / "loglik" / "slow"
+    env = {**os.environ, "NO_PROGRESS": "1", "PYTHONPATH": str(REPO)}
+    command = [sys.executable, str(REPO / "medical_model_runner.py"), "score", "--scoring", "loglik",
+               "--models", "fake:slow", "--questions", "mcq.jsonl"]
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    wait_for_answers(folder, 10)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    before = {r["n"]: r for r in (json.loads(p.read_text()) for p in folder.glob("*.json"))}  # none torn
+    assert 10 <= len(before) < count
+    rerun = subprocess.run(command, cwd=tmp_path, env=env, text=True, capture_output=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(before)} answer(s) already saved, skipped" in rerun.stderr
+    after = {r["n"]: r for r in (json.loads(p.read_text()) for p in folder.glob("*.json"))}
+    assert sorted(after) == list(range(1, count + 1)) and not list(folder.glob("*.tmp"))
+    assert all(r["kind"] == "loglik" and r["loglik"]["acc_choice"] in "AB" for r in after.values())
+    for n, record in before.items():  # saved results were kept, not scored again
+        assert after[n]["run_id"] == record["run_id"]
+    assert "| fake:slow" in rerun.stdout or "slow" in rerun.stdout  # then the scores are printed

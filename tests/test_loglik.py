@@ -195,4 +195,4 @@ def test_both_modes_through_the_cli(cli: Callable[..., Any], tmp_path: Path, smo
     assert record["loglik"]["logprobs"] == pytest.approx(direct[0].logprobs, abs=2e-4)
     assert (out / "scores.png").stat().st_size > 1000 and "log-likelihood" in (out / "leaderboard.md").read_text()
     again = cli("score", "--scoring", "loglik", "--models", "smollm2-135m-instruct", "--output-dir", str(out))
-    assert again.returncode == 0 and "2 already saved" in again.stderr
+    assert again.returncode == 0 and "2 answer(s) already saved, skipped" in again.stderr

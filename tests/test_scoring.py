@@ -183,8 +183,8 @@ def test_fewshot_examples_reach_the_model(cli: Callable[..., Any], tmp_path: Pat
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--data", str(FIXTURES / "medqa_hf.jsonl")], "--models is needed"),
-    (["--scoring", "loglik", "--models", "fake:echo", "--data", str(FIXTURES / "medqa_hf.jsonl")],
-     "needs local hf: models"),
+    (["--scoring", "loglik", "--models", "gemini-2.5-flash", "--data", str(FIXTURES / "medqa_hf.jsonl")],
+     "cannot serve 'loglik' requests"),
     (["--data", str(FIXTURES / "medqa_hf.jsonl"), "--models", "fake:echo", "--num-fewshot", "2"],
      "--num-fewshot needs --fewshot-file"),
     (["--data", str(FIXTURES / "medqa_hf.jsonl"), "--questions", "q.jsonl", "--models", "fake:echo"],

@@ -13,6 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from runner.core.settings import GenerationSettings
 from runner.core.store import Store
 from runner.engine import run
 from runner.providers.fake import FakeGenerator
@@ -230,23 +233,25 @@ def test_bad_set_and_tag_names_are_clear_errors(cli: Cli, questions_file: Path, 
 
 
 def test_loglik_results_made_with_other_examples_are_a_variant(tmp_path: Path) -> None:
+    from runner.core.errors import UsageError
     from runner.core.questions import Question
-    from runner.engine.loglik import loglik_key, loglik_persona, plan_loglik
-    from runner.providers.catalog import resolve_model
 
-    spec = resolve_model("hf:org/model")
     q = Question(n=1, question="Which is a statin?", options={"A": "Insulin", "B": "Atorvastatin"}, answer="B")
     shots_a = [Question(n=1, question="Which is an anticoagulant?", options={"A": "Warfarin", "B": "Insulin"},
                         answer="A")]
     shots_b = [Question(n=1, question="Which lowers glucose?", options={"A": "Warfarin", "B": "Metformin"},
                         answer="B")]
-    space = Store(tmp_path).questions_set("mcq")
-    saved = {"n": 1, "key": loglik_key(q, spec, shots_a), "error": None, "question": q.question, "context": None,
-             "options": q.options, "kind": "loglik", "model_options": {}}
-    space.save(loglik_persona(1).name, spec.slug, 1, saved, "A")
-    same = plan_loglik(spec, [q], shots_a, space)
-    assert same.skipped == 1 and not same.pending and not same.conflict.count
-    other = plan_loglik(spec, [q], shots_b, space)
-    assert other.conflict.count == 1 and other.pending  # the score command refuses unless --tag or --force
-    tagged = plan_loglik(spec, [q], shots_b, space, tag="other-shots")
-    assert not tagged.conflict.count and tagged.folder == f"{spec.slug}@other-shots"
+
+    def score(shots: list[Question], **kw: Any) -> Any:
+        return run([q], ["fake:echo"], settings=GenerationSettings(), output_dir=tmp_path, progress=False,
+                   question_set="mcq", kind="loglik", fewshot=shots, **kw)
+
+    first = score(shots_a)
+    assert first.summaries[0].answered == 1 and first.summaries[0].persona == "loglik-1shot"
+    again = score(shots_a)
+    assert again.summaries[0].skipped == 1 and again.summaries[0].answered == 0
+    with pytest.raises(UsageError, match="--tag"):
+        score(shots_b)  # the score command refuses unless --tag or --force
+    tagged = score(shots_b, tag="other-shots")
+    assert tagged.summaries[0].answered == 1
+    assert (tmp_path / "mcq" / "loglik-1shot" / "echo@other-shots" / "1.json").is_file()

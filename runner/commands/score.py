@@ -2,7 +2,8 @@
 
 ``score`` alone scores what the store holds. Given a question set (``--questions``, ``--data``, ``--dataset``)
 and ``--models``, it first answers what is missing — ``--scoring generate`` through the usual run (medical-exam
-persona by default), ``--scoring loglik`` by log-likelihood (hf: models) — and then scores. The outputs,
+persona by default), ``--scoring loglik`` by log-likelihood (hf: models, or openai: models on a completions
+server such as vLLM) — both through the one engine, so a killed run resumes — and then scores. The outputs,
 ``scores.json``, ``leaderboard.md`` and ``scores.png``, go to the output root.
 """
 
@@ -16,13 +17,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runner.commands.options import add_filters, add_output_dir, batch_size
-from runner.core.errors import ModelUnavailable, RunnerError, UsageError
+from runner.commands.options import add_cpu_fast_path, add_filters, add_output_dir, batch_size
+from runner.core.errors import UsageError
 from runner.core.questions import Question
 from runner.core.store import SetRef
+from runner.tasks.registry import DEFAULT_PERSONA, dataset_hints, family_of, format_names
 
 log = logging.getLogger("runner")
-EXAM_PERSONA = "medical-exam"
+EXAM_PERSONA = DEFAULT_PERSONA
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -33,15 +35,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_filters(parser)
     parser.add_argument("--scoring", choices=["generate", "loglik"], default="generate",
                         help="generate: extract the letter from saved free-text answers (every provider; default); "
-                             "loglik: log-likelihood of each choice, as lm-evaluation-harness (hf: models)")
+                             "loglik: log-likelihood of each choice, as lm-evaluation-harness (hf: models, or openai: "
+                             "models served by vLLM, SGLang or llama.cpp's server through /v1/completions)")
     src = parser.add_argument_group("questions to answer first (with --models)")
     src.add_argument("--questions", metavar="PATH", help="a questions JSONL file (the run format)")
     src.add_argument("--data", action="append", metavar="FILE",
                      help="a benchmark file as distributed (JSONL, JSON or Parquet); may be repeated")
-    src.add_argument("--format", choices=["medqa", "medmcqa", "pubmedqa", "mmlu"],
+    src.add_argument("--format", choices=format_names(),
                      help="format of --data files (detected from the keys when left out)")
     src.add_argument("--dataset", metavar="NAME",
-                     help="load through the datasets library: medqa, medmcqa, pubmedqa, mmlu_<subject>, a hub path "
+                     help=f"load through the datasets library: {', '.join(dataset_hints())}, a hub path "
                           "or a local folder (online, or from its cache offline)")
     src.add_argument("--split", metavar="NAME", help="--dataset split (default: the one the harness scores)")
     src.add_argument("--subset", metavar="NAME", help="--dataset configuration name")
@@ -55,6 +58,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     gen.add_argument("--max-new-tokens", type=int, metavar="N", help="most tokens per free-text answer (default 512)")
     gen.add_argument("--batch-size", type=batch_size, metavar="N|auto", help="local models: prompts per batch")
     gen.add_argument("--concurrency", type=int, metavar="N", help="API models: requests in flight")
+    add_cpu_fast_path(gen)
     gen.add_argument("--tag", metavar="NAME",
                      help="save these answers as a named variant, beside answers made with other settings")
     gen.add_argument("--force", action="store_true",
@@ -86,13 +90,15 @@ def execute(args: argparse.Namespace) -> int:
             sources = [(_fewshot_set(ref, len(fewshot), args), [_with_examples(q, fewshot) for q in questions])
                        for ref, questions in sources]
         status = _run_generate(args, sources, output_dir)
-    personas = set(args.persona) if args.persona else ({EXAM_PERSONA} if sources is not None else None)
+    personas = set(args.persona) if args.persona else (
+        {p for _, qs in sources for p in _family_personas(qs)} if sources is not None else None)
     wanted = {(ref.name, q.n, q.question) for ref, qs in sources for q in qs} if sources is not None else None
     sets = {args.question_set} if args.question_set and sources is None else None
-    if sets and args.question_set not in Store(output_dir).set_names():
+    snapshot = Store(output_dir).snapshot()
+    if sets and args.question_set not in snapshot.set_names:
         raise UsageError(f"no question set {args.question_set!r} under {output_dir}; saved sets: "
-                         f"{', '.join(Store(output_dir).set_names()) or '(none)'}")
-    scores = collect_scores(Store(output_dir).iter_records(), models=_model_names(args.models),
+                         f"{', '.join(snapshot.set_names) or '(none)'}")
+    scores = collect_scores(snapshot.records, models=_model_names(args.models),
                             personas=personas, questions=wanted, sets=sets)
     paths = write_outputs(scores, output_dir)
     print(render_markdown(scores), end="")
@@ -175,83 +181,62 @@ def _settings(args: argparse.Namespace) -> Any:
     from runner.core.settings import GenerationSettings, merge_settings
 
     return merge_settings(GenerationSettings(), {"max_new_tokens": args.max_new_tokens,
-                                                 "batch_size": args.batch_size, "concurrency": args.concurrency})
+                                                 "batch_size": args.batch_size, "concurrency": args.concurrency,
+                                                 "cpu_fast_path": args.cpu_fast_path})
 
 
 def _run_generate(args: argparse.Namespace, sources: QuestionSets, output_dir: Path) -> int:
+    """Answer what is missing in free text, one engine run per question set."""
+    return _run_sets(args, sources, output_dir, kind=None)
+
+
+def _run_loglik(args: argparse.Namespace, sources: QuestionSets | None, fewshot: list[Question],
+                output_dir: Path) -> int:
+    """Score what is missing by log-likelihood (the engine's ``loglik`` kind), one run per question set."""
+    from runner.core.store import Store
+
+    if sources is None:
+        sources = questions_in_store(Store(output_dir), args.question_set)
+        if not sources:
+            raise UsageError(f"no multiple-choice questions in {output_dir}; give --questions, --data or --dataset")
+    return _run_sets(args, sources, output_dir, kind="loglik", fewshot=fewshot)
+
+
+def _run_sets(args: argparse.Namespace, sources: QuestionSets, output_dir: Path, kind: str | None,
+              fewshot: list[Question] | None = None) -> int:
     from runner.commands.summary import print_summary
     from runner.engine import run
 
     status = 0
     for ref, questions in sources:
-        report = run(questions, args.models, args.persona or [EXAM_PERSONA], _settings(args), output_dir=output_dir,
-                     force=args.force, progress=_progress(args), questions_path=ref.source if ref.source and
-                     not ref.source.startswith("dataset:") else None, argv=["score", *sys.argv[2:]],
-                     question_set=ref, tag=args.tag)
+        path = ref.source if ref.source and not ref.source.startswith("dataset:") else None
+        report = run(questions, args.models, args.persona or _family_personas(questions), _settings(args),
+                     output_dir=output_dir,
+                     force=args.force, progress=_progress(args), questions_path=path, argv=["score", *sys.argv[2:]],
+                     question_set=ref, tag=args.tag, kind=kind, fewshot=fewshot or ())
         print_summary(report, sys.stderr)
         status = max(status, report.exit_status)
     return status
 
 
-def _run_loglik(args: argparse.Namespace, sources: QuestionSets | None, fewshot: list[Question],
-                output_dir: Path) -> int:
-    from runner.core.store import Store
-    from runner.engine.loglik import loglik_persona, plan_loglik, score_and_save
-    from runner.engine.manifest import build_manifest, new_run_id
-    from runner.engine.variants import format_conflicts
-    from runner.providers.catalog import resolve_model
-
-    specs = [resolve_model(name) for name in args.models]
-    wrong = [s.label for s in specs if s.provider != "hf"]
-    if wrong:
-        raise UsageError(f"--scoring loglik needs local hf: models (it reads the model's probabilities); "
-                         f"not: {', '.join(wrong)}. Score API models with --scoring generate")
-    store = Store(output_dir)
-    settings, status, run_id = _settings(args), 0, new_run_id()
-    with store.lock():
-        if sources is None:
-            sources = questions_in_store(store, args.question_set)
-            if not sources:
-                raise UsageError(f"no multiple-choice questions in {output_dir}; give --questions, --data or --dataset")
-        plans = []
-        for ref, questions in sources:
-            space = store.questions_set(ref.name)
-            space.claim(ref)
-            plans += [plan_loglik(spec, questions, fewshot, space, args.tag, args.force) for spec in specs]
-        conflicts = [p.conflict for p in plans if p.conflict.count]
-        if conflicts and not args.force:
-            raise UsageError(format_conflicts(conflicts, output_dir))
-        manifest = build_manifest(run_id, [q for _, qs in sources for q in qs], args.questions, specs,
-                                  [loglik_persona(len(fewshot))], settings, ["score", *sys.argv[2:]])
-        manifest.update(method="loglik", sets=[ref.name for ref, _ in sources], tag=args.tag)
-        summaries = []
-        for plan in plans:
-            try:
-                summaries.append(score_and_save(plan, settings, run_id, fewshot))
-                log.info("%s [%s]: %d question(s) scored by log-likelihood, %d already saved", plan.label,
-                         plan.space.name, summaries[-1]["scored"], summaries[-1]["skipped"])
-            except (ModelUnavailable, RunnerError, OSError) as exc:
-                log.error("%s: cannot score by log-likelihood: %s", plan.label, exc)
-                summaries.append({"model": plan.spec.name, "set": plan.space.name, "error": str(exc)})
-                status = 1
-        manifest.update(status="finished", summary=summaries)
-        store.write_manifest(run_id, manifest)
-    return status
+def _family_personas(questions: list[Question]) -> list[str]:
+    """The personas the questions' benchmark families ask free-text answers under (``medical-exam`` for all four)."""
+    return sorted({family_of(q.task).persona for q in questions}) or [EXAM_PERSONA]
 
 
 def questions_in_store(store: Any, question_set: str | None = None) -> QuestionSets:
     """The multiple-choice questions found in the store's answers, per question set, one per question number."""
     found: dict[str, dict[int, Question]] = {}
     for record in store.iter_records(question_set):
-        n, options, answer = record.get("n"), record.get("options"), record.get("answer")
-        if not isinstance(n, int) or not options or not answer or record.get("kind") == "loglik":
+        n, options, answer = record.n, record.options, record.answer
+        if not options or not answer or record.kind == "loglik":
             continue
-        q = Question(n=n, question=record.get("question") or "", id=record.get("question_id"), options=options,
-                     answer=answer, context=record.get("context"), task=record.get("task"))
-        in_set = found.setdefault(record["set"], {})
+        q = Question(n=n, question=record.question, id=record.question_id, options=options, answer=answer,
+                     context=record.context, task=record.task)
+        in_set = found.setdefault(record.set_name or "", {})
         if n in in_set and in_set[n].content_hash() != q.content_hash():
             log.warning("question %d of set %s differs between saved answers; scoring the first one found",
-                        n, record["set"])
+                        n, record.set_name)
             continue
         in_set.setdefault(n, q)
     return [(SetRef(name), [qs[n] for n in sorted(qs)]) for name, qs in sorted(found.items())]

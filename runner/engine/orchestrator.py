@@ -1,8 +1,10 @@
-"""Orchestration: for each model, skip what is saved, load it once, answer, save each answer as it arrives.
+"""Orchestration, the same for every request kind: plan, skip what is saved, load each model once, ask, save each
+result as it arrives, summarise.
 
 Local (batched) models run one after another, each loaded once and released before the next.
 API (concurrent) models then run together in one event loop, each with up to ``concurrency``
-requests in flight. Retrying with backoff lives here and nowhere else.
+requests in flight. Retrying with backoff lives here and nowhere else. What differs between kinds (the key, the
+request, the record) comes from ``kinds.py``.
 """
 
 from __future__ import annotations
@@ -22,15 +24,14 @@ from typing import Any
 from runner.core.credentials import redact
 from runner.core.errors import ModelUnavailable, ProviderError, UsageError
 from runner.core.personas import DEFAULT_PERSONA, Persona, resolve_persona
-from runner.core.questions import Question, format_user_message, load_questions
+from runner.core.questions import Question, load_questions
 from runner.core.settings import GenerationSettings, ModelEntry
 from runner.core.store import SetRef, SetStore, Store, check_tag, with_tag
-from runner.engine.cache_keys import answer_key
+from runner.engine.kinds import KINDS, Embed, Kind, Work
 from runner.engine.manifest import build_manifest, new_run_id
-from runner.engine.recording import make_record
-from runner.engine.variants import CHANGED, SAME, VARIANT, Conflict, differences, format_conflicts, saved_state
-from runner.providers import is_concurrent, load_provider_class
-from runner.providers.base import Embedder, Generator, Request, Result
+from runner.engine.variants import CHANGED, SAME, VARIANT, Conflict, format_conflicts, saved_state
+from runner.providers import PROVIDERS, is_concurrent, load_provider_class, provider_info
+from runner.providers.base import Embedder, Generator, Result
 from runner.providers.catalog import DEFAULT_MODELS, ModelSpec, resolve_model
 
 log = logging.getLogger("runner")
@@ -74,22 +75,17 @@ class RunReport:
 
 
 @dataclass
-class _Work:
-    persona: Persona
-    question: Question
-    key: str
-
-
-@dataclass
 class _Plan:
-    """One model's work in one set: what is left to answer, the per-persona counts, and variants it would replace."""
+    """One model's work in one set: what is left to ask, the per-persona counts, and variants it would replace."""
 
     spec: ModelSpec
+    kind: Kind
     space: SetStore
     tag: str | None
     label: str  # the model's label, ``label@tag`` for a variant
     folder: str
-    pending: list[_Work]
+    personas: list[Persona]
+    pending: list[Work]
     summaries: dict[str, ModelSummary]
     conflicts: list[Conflict] = field(default_factory=list)
 
@@ -106,12 +102,17 @@ def run(
     argv: Sequence[str] | None = None,
     question_set: SetRef | str | None = None,
     tag: str | None = None,
+    kind: str | None = None,
+    fewshot: Sequence[Question] = (),
 ) -> RunReport:
-    """Answer every question with every model under every persona; save as they arrive.
+    """Ask every model about every question under every persona; save each result as it arrives.
 
-    Answers go to the question set ``question_set`` (default: named after ``questions_path``) and, with ``tag``,
-    into a named variant. A run that would replace answers made with another persona text or other settings
-    stops before writing anything (UsageError naming what differs) unless ``force`` is given.
+    ``kind`` is the request kind: None asks each model for what it gives (``generate`` a free-text answer, or
+    ``embed`` a vector for an encoder); ``loglik`` scores each option of multiple-choice questions by
+    log-likelihood (with ``fewshot`` solved examples in front; personas are not used). Results go to the question
+    set ``question_set`` (default: named after ``questions_path``) and, with ``tag``, into a named variant. A run
+    that would replace answers made with another persona text or other settings stops before writing anything
+    (UsageError naming what differs) unless ``force`` is given.
     """
     settings = settings or GenerationSettings()
     if isinstance(questions, (str, Path)):
@@ -122,6 +123,9 @@ def run(
     if not specs:
         raise UsageError("no models selected")
     _check_unique_slugs(specs)
+    kinds = [_kind_for(spec, kind, fewshot) for spec in specs]
+    for k in {type(k): k for k in kinds}.values():
+        _check_questions(k, questions)
     ref = question_set if isinstance(question_set, SetRef) else SetRef.for_path(questions_path, question_set)
     check_tag(tag)
     store = Store(output_dir)
@@ -129,18 +133,22 @@ def run(
     report = RunReport(run_id=new_run_id(), output_dir=Path(output_dir), set_name=ref.name, tag=tag)
     with store.lock():
         space.claim(ref)
-        plans = [_plan(spec, questions, personas, settings, space, tag, force) for spec in specs]
+        plans = [_plan(spec, k, questions, personas, settings, space, tag, force)
+                 for spec, k in zip(specs, kinds, strict=True)]
         conflicts = [c for plan in plans for c in plan.conflicts]
         if conflicts and not force:
             raise UsageError(format_conflicts(conflicts, output_dir))
         started = time.time()
-        manifest = build_manifest(report.run_id, questions, questions_path, specs, personas, settings, argv)
+        used = list({p.name: p for plan in plans for p in plan.personas}.values())
+        manifest = build_manifest(report.run_id, questions, questions_path, specs, used, settings, argv)
         manifest.update(set=ref.name, tag=tag)
+        if kind is not None:
+            manifest.update(kind=kind, method=kind)
         report.manifest_path = store.write_manifest(report.run_id, manifest)
         try:
             for plan in plans:
                 if not is_concurrent(plan.spec):
-                    report.summaries.extend(_run_local_model(plan, personas, settings, progress, report.run_id))
+                    report.summaries.extend(_run_local_model(plan, settings, progress, report.run_id))
             remote = [plan for plan in plans if is_concurrent(plan.spec)]
             if remote:
                 report.summaries.extend(asyncio.run(_run_remote_models(remote, settings, progress, report.run_id)))
@@ -166,18 +174,44 @@ def _check_unique_slugs(specs: list[ModelSpec]) -> None:
         seen[spec.slug] = spec.name
 
 
-def _plan(spec: ModelSpec, questions: Sequence[Question], personas: Sequence[Persona],
+def _kind_for(spec: ModelSpec, name: str | None, fewshot: Sequence[Question]) -> Kind:
+    """The request kind asked of one model; a model whose provider does not serve it is a UsageError."""
+    serves = provider_info(spec.provider).capabilities
+    if name is None:
+        name = "embed" if "embed" in serves else "generate"
+    if name not in KINDS:
+        raise UsageError(f"unknown request kind {name!r}; known kinds: {', '.join(KINDS)}")
+    if name not in serves:
+        able = [p for p, info in PROVIDERS.items() if name in info.capabilities]
+        raise UsageError(f"{spec.label}: provider {spec.provider!r} cannot serve {name!r} requests (it serves "
+                         f"{', '.join(serves)}); providers that do: {', '.join(able)}")
+    if fewshot and name != "loglik":
+        raise UsageError("solved examples in front (fewshot) are given to the engine only for loglik; put them in the "
+                         "question text for other kinds")
+    return KINDS[name](fewshot) if name == "loglik" else KINDS[name]()  # type: ignore[call-arg]
+
+
+def _check_questions(kind: Kind, questions: Sequence[Question]) -> None:
+    for q in questions:
+        try:
+            kind.check(q)
+        except ValueError as exc:
+            raise UsageError(f"cannot make {kind.name} requests: {exc}") from None
+
+
+def _plan(spec: ModelSpec, kind: Kind, questions: Sequence[Question], personas: Sequence[Persona],
           settings: GenerationSettings, space: SetStore, tag: str | None, force: bool) -> _Plan:
     """Work still to do for one model, the skips and replacements counted, and the variants it would replace."""
     label, folder = with_tag(spec.label, tag), with_tag(spec.slug, tag)
-    plan = _Plan(spec, space, tag, label, folder, [],
+    personas = kind.personas(personas)
+    plan = _Plan(spec, kind, space, tag, label, folder, personas, [],
                  {p.name: ModelSummary(model=spec.name, label=label, persona=p.name) for p in personas})
     for persona in personas:
         space.model_dir(persona.name, folder)  # refuses unsafe names before any work
         summary = plan.summaries[persona.name]
         conflict = Conflict(space.name, persona.name, summary.label, folder)
         for q in questions:
-            key = answer_key(q, persona, spec, settings)
+            key = kind.key(q, persona, spec, settings)
             record = space.load_record(persona.name, folder, q.n)
             state = saved_state(record, key, q)
             if state == SAME and not force:
@@ -185,10 +219,10 @@ def _plan(spec: ModelSpec, questions: Sequence[Question], personas: Sequence[Per
                 continue
             if state == VARIANT:
                 conflict.count += 1
-                conflict.what.update(["; ".join(differences(record or {}, persona, spec, settings))])
+                conflict.what.update(["; ".join(kind.differences(record or {}, persona, spec, settings))])
             summary.replaced += state in (SAME, VARIANT, CHANGED)
             summary.changed += state == CHANGED
-            plan.pending.append(_Work(persona, q, key))
+            plan.pending.append(Work(persona, q, key))
         if conflict.count:
             plan.conflicts.append(conflict)
     return plan
@@ -210,7 +244,7 @@ def _open_provider(plan: _Plan, settings: GenerationSettings) -> Generator | Emb
     return None
 
 
-def _fail_all(summaries: dict[str, ModelSummary], pending: list[_Work], message: str) -> None:
+def _fail_all(summaries: dict[str, ModelSummary], pending: list[Work], message: str) -> None:
     message = redact(message)
     log.error("%s", message)
     for work in pending:
@@ -241,13 +275,18 @@ class _Saver:
     def __init__(self, plan: _Plan, settings: GenerationSettings, run_id: str, bar: Any) -> None:
         self.plan, self.spec, self.settings, self.run_id, self.bar = plan, plan.spec, settings, run_id, bar
 
-    def __call__(self, work: _Work, result: Result, embedding: list[float] | None = None) -> None:
+    def __call__(self, work: Work, result: Result, embedding: list[float] | None = None) -> None:
         if result.error:
             result.error = redact(result.error)
-        record = make_record(work.question, work.persona, self.spec, self.settings, result, work.key,
-                             self.run_id, embedding, set_name=self.plan.space.name, tag=self.plan.tag)
-        body = _embedding_body(embedding) if embedding is not None else result.text
-        self.plan.space.save(work.persona.name, self.plan.folder, work.question.n, record, body)
+        kind, space = self.plan.kind, self.plan.space
+        if isinstance(kind, Embed):
+            saved = kind.save_embedding(work, result, embedding, self.spec, self.settings, self.run_id, space.name,
+                                        self.plan.tag)
+        else:
+            saved = kind.save(work, result, self.spec, self.settings, self.run_id, space.name, self.plan.tag)
+        if saved.record.get("error") and not result.error:
+            result = Result(error=saved.record["error"], latency_s=result.latency_s)
+        space.save(work.persona.name, self.plan.folder, work.question.n, saved.record, saved.body)
         summary = self.plan.summaries[work.persona.name]
         if result.ok:
             summary.answered += 1
@@ -263,26 +302,21 @@ class _Saver:
         self.bar.update(1)
 
 
-def _embedding_body(vector: list[float]) -> str:
-    import json
-
-    return json.dumps([round(float(x), 7) for x in vector]) + "\n"
-
-
-def _run_local_model(plan: _Plan, personas: Sequence[Persona], settings: GenerationSettings, progress: bool,
-                     run_id: str) -> list[ModelSummary]:
+def _run_local_model(plan: _Plan, settings: GenerationSettings, progress: bool, run_id: str) -> list[ModelSummary]:
     provider = _open_provider(plan, settings)
     if provider is None:
         return list(plan.summaries.values())
     bar = _progress(len(plan.pending), plan.label, progress)
     saver = _Saver(plan, settings, run_id, bar)
     try:
-        if isinstance(provider, Embedder):
-            _embed_all(provider, plan.pending, saver)
-            for persona in personas:
+        if isinstance(plan.kind, Embed):
+            assert isinstance(provider, Embedder)
+            plan.kind.embed(provider, plan.pending, saver)
+            for persona in plan.personas:
                 plan.space.write_embedding_matrix(persona.name, plan.folder)
         else:
-            _generate_all(provider, plan.pending, settings, saver)
+            assert isinstance(provider, Generator)
+            _ask_batched(provider, plan.kind, plan.pending, settings, saver)
     finally:
         bar.close()
         provider.close()
@@ -291,17 +325,19 @@ def _run_local_model(plan: _Plan, personas: Sequence[Persona], settings: Generat
     return list(plan.summaries.values())
 
 
-def _generate_all(provider: Generator, pending: list[_Work], settings: GenerationSettings, saver: _Saver) -> None:
-    """Batched generation with bounded retries of the retryable failures."""
+def _ask_batched(provider: Generator, kind: Kind, pending: list[Work], settings: GenerationSettings,
+                 saver: _Saver) -> None:
+    """Batched requests of any kind, with bounded retries of the retryable failures."""
     todo = pending
+    ask = kind.batched(provider)
     for attempt in range(1, settings.max_attempts + 1):
-        requests = [Request(w.key, w.persona.text, format_user_message(w.question), settings) for w in todo]
+        requests = [kind.request(w, settings) for w in todo]
         delivered: set[int] = set()
-        retry: list[tuple[_Work, Result]] = []
+        retry: list[tuple[Work, Result]] = []
         last = attempt == settings.max_attempts
 
-        def on_result(i: int, result: Result, todo: list[_Work] = todo, attempt: int = attempt,
-                      delivered: set[int] = delivered, retry: list[tuple[_Work, Result]] = retry,
+        def on_result(i: int, result: Result, todo: list[Work] = todo, attempt: int = attempt,
+                      delivered: set[int] = delivered, retry: list[tuple[Work, Result]] = retry,
                       last: bool = last) -> None:
             delivered.add(i)
             result.attempts = attempt
@@ -311,7 +347,7 @@ def _generate_all(provider: Generator, pending: list[_Work], settings: Generatio
                 saver(todo[i], result)
 
         try:
-            provider.generate(requests, on_result)
+            ask(requests, on_result)
         except Exception as exc:  # noqa: BLE001 - a batch-level crash fails only what was not answered
             error = provider.classify(exc)
             for i, w in enumerate(todo):
@@ -326,23 +362,6 @@ def _generate_all(provider: Generator, pending: list[_Work], settings: Generatio
         todo = [w for w, _ in retry]
 
 
-def _embed_all(provider: Embedder, pending: list[_Work], saver: _Saver) -> None:
-    """Embed each distinct question text once and save the vector for every persona."""
-    texts = list(dict.fromkeys(w.question.question for w in pending))
-    start = time.perf_counter()
-    try:
-        vectors = provider.embed(texts)
-    except Exception as exc:  # noqa: BLE001 - recorded per answer or model; the run goes on
-        error = provider.classify(exc)
-        for w in pending:
-            saver(w, Result.failure(error))
-        return
-    per_text = (time.perf_counter() - start) / max(1, len(texts))
-    by_text = dict(zip(texts, vectors, strict=True))
-    for w in pending:
-        saver(w, Result(text="", latency_s=per_text, finish_reason="embedding"), by_text[w.question.question])
-
-
 def backoff_delay(attempt: int, retry_after: float | None, settings: GenerationSettings) -> float:
     """Exponential backoff with full jitter, never shorter than the server's Retry-After."""
     ceiling = min(settings.retry_max_wait_s, settings.retry_initial_wait_s * (2 ** (attempt - 1)))
@@ -352,13 +371,13 @@ def backoff_delay(attempt: int, retry_after: float | None, settings: GenerationS
     return delay
 
 
-async def _answer(provider: Generator, request: Request, settings: GenerationSettings) -> Result:
-    """One request with a timeout and bounded retries of retryable errors."""
+async def _answer(provider: Generator, ask: Any, request: Any, settings: GenerationSettings) -> Result:
+    """One request (``ask(request)``) with a timeout and bounded retries of retryable errors."""
     start = time.perf_counter()
     for attempt in range(1, settings.max_attempts + 1):
         try:
             async with asyncio.timeout(settings.timeout_s):  # no extra task per request, unlike wait_for
-                result = await provider.agenerate(request)
+                result = await ask(request)
             result.attempts = attempt
             result.latency_s = result.latency_s or time.perf_counter() - start
             return result
@@ -391,11 +410,12 @@ async def _run_remote_model(plan: _Plan, settings: GenerationSettings, progress:
     bar = _progress(len(plan.pending), plan.label, progress)
     saver = _Saver(plan, settings, run_id, bar)
     semaphore = asyncio.Semaphore(settings.concurrency)
+    ask = plan.kind.concurrent(provider)
 
-    async def one(work: _Work) -> None:
-        request = Request(work.key, work.persona.text, format_user_message(work.question), settings)
+    async def one(work: Work) -> None:
+        request = plan.kind.request(work, settings)
         async with semaphore:
-            result = await _answer(provider, request, settings)
+            result = await _answer(provider, ask, request, settings)
         saver(work, result)
 
     try:

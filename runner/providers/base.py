@@ -10,10 +10,11 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from runner.core.errors import ProviderError
 from runner.core.settings import GenerationSettings
+from runner.providers.registry import ProviderInfo, provider_info
 
 if TYPE_CHECKING:
     from runner.providers.catalog import ModelSpec
@@ -26,6 +27,20 @@ class Request:
     key: str
     system_prompt: str
     user_message: str
+    settings: GenerationSettings
+
+
+@dataclass(frozen=True)
+class LoglikRequest:
+    """One multiple-choice question to score by log-likelihood: each continuation's log-probability after ``context``.
+
+    ``context`` and ``continuations`` are exactly what lm-evaluation-harness scores (the continuations start with the
+    target delimiter, " A" ... " D"). ``key`` identifies the result in the store.
+    """
+
+    key: str
+    context: str
+    continuations: tuple[str, ...]
     settings: GenerationSettings
 
 
@@ -43,6 +58,9 @@ class Result:
     retry_after: float | None = None
     attempts: int = 1
     warnings: list[str] = field(default_factory=list)
+    # Log-likelihood requests: per continuation, the summed log-probability and whether it is the greedy output.
+    logprobs: list[float] | None = None
+    greedy: list[bool] | None = None
 
     @property
     def ok(self) -> bool:
@@ -58,15 +76,17 @@ class Result:
 OnResult = Callable[[int, Result], None]
 
 
-class Provider(ABC):
+class Provider(ABC):  # noqa: B024 - a base with default hooks; abstract methods live in its subclasses
     """What every backend shares: construction from a spec, loading, closing, credentials."""
-
-    name: ClassVar[str]
-    key_env_vars: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, spec: ModelSpec, settings: GenerationSettings) -> None:
         self.spec = spec
         self.settings = settings
+
+    @property
+    def info(self) -> ProviderInfo:
+        """This provider's declaration (key variables, base-URL variable, ...): the one place its facts live."""
+        return provider_info(self.spec.provider)
 
     def load(self) -> None:  # noqa: B027 - optional hook
         """Load weights or open clients; raise ModelUnavailable when the model cannot run here."""
@@ -84,12 +104,10 @@ class Provider(ABC):
 class Generator(Provider):
     """A generative model.
 
-    Batched providers (local models) implement ``generate``. Concurrent providers (APIs) set
-    ``concurrent = True`` and implement ``agenerate`` for one request; the engine runs those
-    up to ``settings.concurrency`` at a time and retries what ``classify`` calls retryable.
+    Batched providers (local models) implement ``generate``. Concurrent providers (APIs) are declared
+    ``concurrent=True`` in their ``ProviderInfo`` and implement ``agenerate`` for one request; the engine
+    runs those up to ``settings.concurrency`` at a time and retries what ``classify`` calls retryable.
     """
-
-    concurrent: bool = False
 
     def generate(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Result]:
         """Answer every request; results in input order. ``on_result(i, result)`` fires as each is ready."""
@@ -114,6 +132,15 @@ class Generator(Provider):
     async def agenerate(self, request: Request) -> Result:
         """Answer one request asynchronously (concurrent providers); raise on failure."""
         raise NotImplementedError(f"{type(self).__name__} is not a concurrent provider")
+
+    def loglikelihood(self, requests: Sequence[LoglikRequest], on_result: OnResult | None = None) -> list[Result]:
+        """Score every request (batched providers that serve ``loglik``); results in input order, with ``logprobs``
+        and ``greedy`` set. ``on_result(i, result)`` fires as each is ready."""
+        raise NotImplementedError(f"{type(self).__name__} does not score log-likelihoods")
+
+    async def aloglikelihood(self, request: LoglikRequest) -> Result:
+        """Score one request asynchronously (concurrent providers that serve ``loglik``); raise on failure."""
+        raise NotImplementedError(f"{type(self).__name__} does not score log-likelihoods")
 
 
 class Embedder(Provider):

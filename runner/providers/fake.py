@@ -5,7 +5,11 @@ Behaviours (the model id):
 - ``canned``: pops answers from ``FakeGenerator.canned`` (then falls back to echo).
 - ``fail``: every request fails with a non-retryable error.
 - ``flaky``: the first attempt of each request fails with a retryable error, the second succeeds.
-- ``async-echo``: like ``echo`` but concurrent (the engine's API path), answering after 20 ms.
+- ``async-echo``: like ``echo`` but concurrent (the engine's API path), answering after 20 ms; the provider's
+  declaration lists it in ``concurrent_models``.
+- ``slow``: like ``echo``, 50 ms per request (for interrupting a run half-way).
+
+Every behaviour also scores log-likelihoods (``--scoring loglik``): a deterministic number per continuation.
 
 Every request received is appended to ``FakeGenerator.history`` for assertions.
 """
@@ -14,19 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections import deque
+from collections.abc import Sequence
 from typing import ClassVar
 
 from runner.core.errors import ModelUnavailable, ProviderError
-from runner.providers.base import Generator, Request, Result
+from runner.providers.base import Generator, LoglikRequest, OnResult, Request, Result
 
-BEHAVIOURS = ("echo", "canned", "fail", "flaky", "async-echo")
+BEHAVIOURS = ("echo", "canned", "fail", "flaky", "async-echo", "slow")
 
 
 class FakeGenerator(Generator):
     """The test double: a real, registered provider with canned answers and a request history."""
 
-    name: ClassVar[str] = "fake"
     history: ClassVar[list[Request]] = []
     canned: ClassVar[deque[str]] = deque()
     _attempts: ClassVar[dict[str, int]] = {}
@@ -35,7 +40,6 @@ class FakeGenerator(Generator):
         """Check the behaviour name; nothing to load."""
         if self.spec.model_id not in BEHAVIOURS:
             raise ModelUnavailable(f"unknown fake model {self.spec.model_id!r}; choose one of {', '.join(BEHAVIOURS)}")
-        self.concurrent = self.spec.model_id == "async-echo"
 
     @classmethod
     def reset(cls) -> None:
@@ -44,17 +48,24 @@ class FakeGenerator(Generator):
         cls.canned.clear()
         cls._attempts.clear()
 
-    def generate_one(self, request: Request) -> Result:
-        """Answer one request according to the behaviour."""
-        FakeGenerator.history.append(request)
+    def _behave(self, key: str) -> None:
+        """Fail, fail once, or wait, as the behaviour says."""
         behaviour = self.spec.model_id
         if behaviour == "fail":
             raise ProviderError("fake failure (fake:fail always fails)", retryable=False)
         if behaviour == "flaky":
-            seen = FakeGenerator._attempts.get(request.key, 0)
-            FakeGenerator._attempts[request.key] = seen + 1
+            seen = FakeGenerator._attempts.get(key, 0)
+            FakeGenerator._attempts[key] = seen + 1
             if seen == 0:
                 raise ProviderError("fake transient failure (fake:flaky fails once)", retryable=True, retry_after=0)
+        if behaviour == "slow":
+            time.sleep(0.05)
+
+    def generate_one(self, request: Request) -> Result:
+        """Answer one request according to the behaviour."""
+        FakeGenerator.history.append(request)
+        self._behave(request.key)
+        behaviour = self.spec.model_id
         if behaviour == "canned" and FakeGenerator.canned:
             return self._result(request, FakeGenerator.canned.popleft())
         return self._result(request, echo_answer(request))
@@ -63,6 +74,30 @@ class FakeGenerator(Generator):
         """Concurrent variant of ``generate_one``."""
         await asyncio.sleep(0.02)
         return self.generate_one(request)
+
+    def loglikelihood(self, requests: Sequence[LoglikRequest], on_result: OnResult | None = None) -> list[Result]:
+        """Score each request in turn (a failure fails only its own request)."""
+        results = []
+        for i, request in enumerate(requests):
+            try:
+                result = self._loglik_one(request)
+            except Exception as exc:  # noqa: BLE001 - recorded per request
+                result = Result.failure(self.classify(exc))
+            results.append(result)
+            if on_result:
+                on_result(i, result)
+        return results
+
+    async def aloglikelihood(self, request: LoglikRequest) -> Result:
+        """Concurrent variant of ``loglikelihood``."""
+        await asyncio.sleep(0.02)
+        return self._loglik_one(request)
+
+    def _loglik_one(self, request: LoglikRequest) -> Result:
+        self._behave(request.key)
+        values = [fake_logprob(request.context, c) for c in request.continuations]
+        return Result(logprobs=values, greedy=[False] * len(values), finish_reason="loglik",
+                      prompt_tokens=len(request.context.split()))
 
     @staticmethod
     def _result(request: Request, text: str) -> Result:
@@ -81,3 +116,9 @@ def echo_answer(request: Request) -> str:
     """The deterministic answer ``fake:echo`` gives: a tag of the system prompt and the question."""
     tag = hashlib.sha256(request.system_prompt.encode("utf-8")).hexdigest()[:8]
     return f"[persona {tag}] You asked: {request.user_message}"
+
+
+def fake_logprob(context: str, continuation: str) -> float:
+    """The deterministic log-likelihood the fake gives a continuation: between -10 and 0, from a hash."""
+    digest = hashlib.sha256(f"{context}\x00{continuation}".encode()).digest()
+    return -10.0 * int.from_bytes(digest[:4], "big") / 2**32

@@ -19,11 +19,11 @@ import re
 import ssl
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from runner.core.credentials import get_key, redact
 from runner.core.errors import ProviderError
-from runner.providers.base import Generator, Request, Result
+from runner.providers.base import Generator, LoglikRequest, Request, Result
 
 log = logging.getLogger("runner")
 
@@ -98,19 +98,16 @@ def _count(value: Any) -> int | None:
 class OpenAIGenerator(Generator):
     """``openai:<model>``: OpenAI's chat completions, or any server that speaks them (``base_url``)."""
 
-    name: ClassVar[str] = "openai"
-    key_env_vars: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
-    concurrent = True
-
     def load(self) -> None:
         """Open the async client (no SDK retries, an explicit timeout); a missing key names the variable."""
         from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
-        self.base_url = self.spec.base_url or os.environ.get("OPENAI_BASE_URL", "").strip() or None
-        if self.base_url and not any(os.environ.get(v, "").strip() for v in self.key_env_vars):
+        info = self.info  # the declaration: key variables, base-URL variable
+        self.base_url = self.spec.base_url or os.environ.get(info.base_url_env, "").strip() or None
+        if self.base_url and not any(os.environ.get(v, "").strip() for v in info.key_env_vars):
             key = PLACEHOLDER_KEY
         else:
-            key = get_key(self.key_env_vars, self.spec.label)
+            key = get_key(info.key_env_vars, self.spec.label)
         self.token_field = "max_completion_tokens"
         self.reasoning = is_reasoning_model(self.spec.model_id)
         self._client: Any = AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0,
@@ -163,6 +160,46 @@ class OpenAIGenerator(Generator):
             return json.loads(text)
         except ValueError:
             raise not_json_error(text) from None
+
+    async def aloglikelihood(self, request: LoglikRequest) -> Result:
+        """Each choice's log-likelihood from the server's ``/completions`` endpoint (``echo``, ``logprobs``), as
+        lm-evaluation-harness's ``local-completions`` asks vLLM, SGLang or llama.cpp's server."""
+        import openai
+
+        from runner.providers.api.completions_loglik import build_prompts, parse_logprobs
+
+        start = time.perf_counter()
+        prompts = build_prompts(request.context, request.continuations, self._tokenizer())
+        body = {"model": self.spec.model_id, "prompt": [p.prompt for p in prompts], "echo": True, "logprobs": 1,
+                "max_tokens": 1, "temperature": 0}
+        where = f"{self._where().rstrip('/')}/completions"
+        try:
+            text = await self._client.post("/completions", body=body, cast_to=str)
+        except (openai.NotFoundError, openai.UnprocessableEntityError) as exc:
+            raise ProviderError(f"{where}: {exc.status_code}: log-likelihood scoring needs a server with the "
+                                "completions endpoint and echo + logprobs (vLLM, SGLang, llama.cpp's server); "
+                                "chat-only servers cannot score", retryable=False) from None
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise not_json_error(text) from None
+        sums, greedy, tokens = parse_logprobs(data, prompts, where)
+        return Result(logprobs=sums, greedy=greedy, prompt_tokens=tokens, finish_reason="loglik",
+                      latency_s=time.perf_counter() - start)
+
+    def _tokenizer(self) -> Any | None:
+        """The model's tokenizer when it is available here (token ids are then sent, split as the harness splits
+        them); None sends text. Looked up once, without the network."""
+        if not hasattr(self, "_loglik_tokenizer"):
+            self._loglik_tokenizer: Any | None = None
+            try:
+                from transformers import AutoTokenizer
+
+                self._loglik_tokenizer = AutoTokenizer.from_pretrained(self.spec.model_id, local_files_only=True)
+            except Exception:  # noqa: BLE001 - any failure means: not available here
+                log.info("%s: no local tokenizer for %s; sending text and splitting choices by text_offset",
+                         self.spec.label, self.spec.model_id)
+        return self._loglik_tokenizer
 
     def _refuses_token_field(self, exc: Any) -> bool:
         if self.token_field != "max_completion_tokens":

@@ -11,13 +11,14 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from runner.core.errors import ModelUnavailable, ProviderError
 from runner.core.settings import GenerationSettings
-from runner.providers.base import Generator, OnResult, Request, Result
+from runner.providers.base import Generator, LoglikRequest, OnResult, Request, Result
 from runner.providers.catalog import ModelSpec
-from runner.providers.local.batching import BatchPrefill, generate_in_chunks, shared_prefix, supported
+from runner.providers.local import fastpath
+from runner.providers.local.batching import BatchPrefill, generate_in_chunks, preallocate, shared_prefix
 from runner.providers.local.devices import (
     Placement,
     auto_batch_size,
@@ -36,15 +37,14 @@ log = logging.getLogger("runner")
 MIN_PROMPT_ROOM = 16
 
 
-def load_model_and_tokenizer(spec: ModelSpec, settings: GenerationSettings,
-                              pack_linear: bool = True) -> tuple[Any, Any]:
+def load_model_and_tokenizer(spec: ModelSpec, settings: GenerationSettings) -> tuple[Any, Any]:
     """Load a causal LM and its tokenizer for ``spec`` (embedded GGUF, local folder or cached hub id).
 
     The GPU decision comes first: a model that needs CUDA, or asks for 4-/8-bit, raises ModelUnavailable
     on a machine without it before any weight is read. The tokenizer comes back ready for batching: left
     padding, and a pad token (the EOS token when it has none). A float32 model on the CPU gets its linear
-    layers packed for oneDNN (packed_linear.py) unless ``pack_linear`` is False. ``settings`` is accepted so
-    the signature stays stable as loading options grow; nothing in it changes loading today.
+    layers packed for oneDNN (fastpath/packed_linear.py) when the CPU speed path is on (``fastpath.enabled``:
+    ``settings.cpu_fast_path``, an x86-64 CPU, the tested versions); off, the model is as transformers loads it.
     """
     placement = plan_placement(spec)
     source = locate_weights(spec)
@@ -80,7 +80,7 @@ def load_model_and_tokenizer(spec: ModelSpec, settings: GenerationSettings,
     except ImportError as exc:  # bitsandbytes, gguf, sentencepiece ...
         raise ModelUnavailable(f"{spec.name}: {exc}") from None
     model.eval()
-    if pack_linear and not placement.cuda and model.dtype == torch.float32:
+    if model.dtype == torch.float32 and fastpath.enabled(settings, placement.device):
         from runner.providers.local.fastpath import packed_linear
 
         packed = packed_linear.pack(model)
@@ -129,8 +129,6 @@ class _Prepared:
 class HFGenerator(Generator):
     """A local causal language model answering in batches."""
 
-    name: ClassVar[str] = "hf"
-
     def __init__(self, spec: ModelSpec, settings: GenerationSettings) -> None:
         super().__init__(spec, settings)
         self.model: Any = None
@@ -153,8 +151,10 @@ class HFGenerator(Generator):
         self.batch_size = size if isinstance(size, int) else auto_batch_size(self.placement)
         self.context = context_length(self.model, self.tokenizer)
         self.stop_ids = stop_token_ids(self.model, self.tokenizer)
-        self.own_prefill = supported(self.model)
-        self.share_prefix = self.own_prefill and not self.placement.cuda and prefix_attention.enable(self.model)
+        # The preallocated cache and prefix attention: on the CPU only with the CPU speed path (fastpath.enabled).
+        self.own_prefill = preallocate(self.model, self.settings, self.placement.device)
+        self.share_prefix = (self.own_prefill and fastpath.enabled(self.settings, self.placement.device)
+                             and prefix_attention.enable(self.model))
 
     def close(self) -> None:
         """Drop the model and return its memory (GPU included) before the next model loads."""
@@ -176,6 +176,27 @@ class HFGenerator(Generator):
     def prompt_text(self, request: Request) -> str:
         """The exact prompt string the model receives for ``request``."""
         return build_prompt(self.prompt_format, self.tokenizer, request.system_prompt, request.user_message).text
+
+    def loglikelihood(self, requests: Sequence[LoglikRequest], on_result: OnResult | None = None,
+                      chunk: int = 64) -> list[Result]:
+        """Score each request's continuations as lm-evaluation-harness's HFLM does, ``chunk`` questions at a time
+        (``--batch-size`` rows per forward pass, 8 with ``auto``); results reported per chunk."""
+        from runner.providers.local.loglik import score_requests
+
+        if self.model is None:
+            raise ModelUnavailable(f"{self.spec.name} is not loaded (call load() first)")
+        rows = self.settings.batch_size if isinstance(self.settings.batch_size, int) else 8
+        results: list[Result] = []
+        for start in range(0, len(requests), chunk):
+            began = time.perf_counter()
+            part = score_requests(self.model, self.tokenizer, requests[start:start + chunk], batch_size=rows)
+            each = (time.perf_counter() - began) / max(1, len(part))
+            for i, result in enumerate(part, start):
+                result.latency_s = each
+                results.append(result)
+                if on_result:
+                    on_result(i, result)
+        return results
 
     def generate(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Result]:
         """Answer every request in length-sorted batches; results in input order, reported per batch."""

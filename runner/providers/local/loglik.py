@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from runner.providers.base import LoglikRequest, Result
+
 DEFAULT_MAX_LENGTH = 2048  # the harness's fallback when neither the config nor the tokenizer gives one
 TOKENIZER_INFINITY = 1000000000000000019884624838656
 
@@ -89,4 +91,20 @@ def loglikelihoods(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]],
         target = torch.tensor(cont, dtype=torch.long)
         greedy = bool((picked.argmax(dim=-1) == target).all())
         results.append((float(picked.gather(1, target.unsqueeze(-1)).sum()), greedy))
+    return results
+
+
+def score_requests(model: Any, tokenizer: Any, requests: Sequence[LoglikRequest], batch_size: int = 8,
+                   max_length: int | None = None) -> list[Result]:
+    """One result per request, in order: each continuation's summed log-probability and whether it is greedy.
+
+    The requests of one call share forward passes (a question's choices share their context's).
+    """
+    pairs = [(r.context, c) for r in requests for c in r.continuations]
+    flat = loglikelihoods(model, tokenizer, pairs, batch_size=batch_size, max_length=max_length)
+    results, offset = [], 0
+    for r in requests:
+        part = flat[offset:offset + len(r.continuations)]
+        offset += len(r.continuations)
+        results.append(Result(logprobs=[lp for lp, _ in part], greedy=[g for _, g in part], finish_reason="loglik"))
     return results

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 import torch
 from local_models import TEST_SETTINGS, smollm2
+from test_hf_batch import PERSONA, QUESTIONS
 from test_hf_cuda import build_checkpoint
 
 from runner.cli import build_parser, main
 from runner.commands.options import on_off
 from runner.core.errors import UsageError
-from runner.core.personas import DEFAULT_PERSONA, resolve_persona
 from runner.core.settings import GenerationSettings, load_config
 from runner.providers.base import Request
 from runner.providers.catalog import resolve_model
@@ -33,14 +33,6 @@ from runner.providers.local.hf import HFGenerator
 
 needs_fast_path = pytest.mark.skipif(not fastpath.available("cpu")[0],
                                      reason=f"the CPU speed path is not available here: {fastpath.available('cpu')[1]}")
-PERSONA = resolve_persona(DEFAULT_PERSONA).text
-QUESTIONS = [
-    "What are the symptoms of type 2 diabetes?",
-    "Is aspirin an anticoagulant? Answer yes or no only.",
-    "What do statins do, and which side effects should a patient with chronic kidney disease watch for?",
-    "Reply with the single word OK.",
-    "Name one vaccine given to infants.",
-]
 
 
 @pytest.fixture(autouse=True)

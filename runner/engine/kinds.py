@@ -57,6 +57,9 @@ class Kind:
 
     name: ClassVar[str] = "generate"
 
+    def __init__(self, fewshot: Sequence[Question] = ()) -> None:
+        """``fewshot``: solved examples put in front of each question (only the ``loglik`` kind takes them)."""
+
     def personas(self, personas: Sequence[Persona]) -> list[Persona]:
         """The persona folders this kind's records go under."""
         return list(personas)
@@ -86,7 +89,7 @@ class Kind:
         return provider.agenerate
 
     def save(self, work: Work, result: Result, spec: ModelSpec, settings: GenerationSettings, run_id: str,
-             set_name: str, tag: str | None) -> Saved:
+             set_name: str, tag: str | None, embedding: list[float] | None = None) -> Saved:
         """The record and body saved for one result."""
         record = make_record(work.question, work.persona, spec, settings, result, work.key, run_id,
                              set_name=set_name, tag=tag)
@@ -119,8 +122,8 @@ class Embed(Kind):
         for w in pending:
             deliver(w, Result(text="", latency_s=per_text, finish_reason="embedding"), by_text[w.question.question])
 
-    def save_embedding(self, work: Work, result: Result, embedding: list[float] | None, spec: ModelSpec,
-                       settings: GenerationSettings, run_id: str, set_name: str, tag: str | None) -> Saved:
+    def save(self, work: Work, result: Result, spec: ModelSpec, settings: GenerationSettings, run_id: str,
+             set_name: str, tag: str | None, embedding: list[float] | None = None) -> Saved:
         """The record (with the vector) and the body (the vector as JSON) of one embedding."""
         record = make_record(work.question, work.persona, spec, settings, result, work.key, run_id, embedding,
                              set_name=set_name, tag=tag)
@@ -173,7 +176,7 @@ class Loglik(Kind):
         return provider.aloglikelihood
 
     def save(self, work: Work, result: Result, spec: ModelSpec, settings: GenerationSettings, run_id: str,
-             set_name: str, tag: str | None) -> Saved:
+             set_name: str, tag: str | None, embedding: list[float] | None = None) -> Saved:
         """The ``loglik`` record: every choice's log-probability, the acc and acc_norm choices, the prompt."""
         if not result.error:
             try:

@@ -188,7 +188,7 @@ def _kind_for(spec: ModelSpec, name: str | None, fewshot: Sequence[Question]) ->
     if fewshot and name != "loglik":
         raise UsageError("solved examples in front (fewshot) are given to the engine only for loglik; put them in the "
                          "question text for other kinds")
-    return KINDS[name](fewshot) if name == "loglik" else KINDS[name]()  # type: ignore[call-arg]
+    return KINDS[name](fewshot)
 
 
 def _check_questions(kind: Kind, questions: Sequence[Question]) -> None:
@@ -279,11 +279,7 @@ class _Saver:
         if result.error:
             result.error = redact(result.error)
         kind, space = self.plan.kind, self.plan.space
-        if isinstance(kind, Embed):
-            saved = kind.save_embedding(work, result, embedding, self.spec, self.settings, self.run_id, space.name,
-                                        self.plan.tag)
-        else:
-            saved = kind.save(work, result, self.spec, self.settings, self.run_id, space.name, self.plan.tag)
+        saved = kind.save(work, result, self.spec, self.settings, self.run_id, space.name, self.plan.tag, embedding)
         if saved.record.get("error") and not result.error:
             result = Result(error=saved.record["error"], latency_s=result.latency_s)
         space.save(work.persona.name, self.plan.folder, work.question.n, saved.record, saved.body)

@@ -16,6 +16,7 @@ from typing import Any
 
 from runner.core.credentials import load_env_file, redact
 from runner.core.errors import RunnerError, UsageError
+from runner.core.text import sanitize
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # Each sub-command lives in its own module with configure(parser) and execute(args) -> int.
@@ -36,7 +37,7 @@ class _Parser(argparse.ArgumentParser):
 
 class _RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
+        record.msg = sanitize(redact(record.getMessage()))  # a server's text may hold terminal escapes
         record.args = ()
         return True
 
@@ -74,8 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv = ["run", *argv]
     _setup_logging()
-    load_env_file()
     try:
+        load_env_file()
         args = build_parser().parse_args(argv)
         args.argv = argv
         if args.command == "models":
@@ -88,10 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return print_personas(args.name)
         return importlib.import_module(SUB_COMMANDS[args.command][0]).execute(args)
     except UsageError as exc:
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        print(f"error: {sanitize(redact(str(exc)))}", file=sys.stderr)
         return EXIT_USAGE
     except RunnerError as exc:
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        print(f"error: {sanitize(redact(str(exc)))}", file=sys.stderr)
         return EXIT_FAILED
     except BrokenPipeError:  # output piped into head or similar
         sys.stderr.close()
@@ -101,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "(saved answers are skipped).", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception:  # noqa: BLE001 - last resort: a redacted traceback, never a key
-        print(redact(traceback.format_exc()), file=sys.stderr)
+        print(sanitize(redact(traceback.format_exc())), file=sys.stderr)
         return EXIT_FAILED
 
 

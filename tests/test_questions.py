@@ -32,6 +32,20 @@ BAD_LINES = [
     ('{"question": "q", "id": [1]}', "'id' must be a string or an integer"),
     ('{"question": "q", "context": 5}', "'context' must be a string, got int"),
     ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    # every string is checked, not only the question (an id reached the terminal through compare)
+    ('{"question": "q", "id": "\\u001b]0;title\\u0007"}', "'id' contains the control character U+001B"),
+    ('{"question": "q", "task": "t\\u001b[2J"}', "'task' contains the control character U+001B"),
+    ('{"question": "q", "context": "c\\u0000"}', "'context' contains the control character U+0000"),
+    ('{"question": "q", "options": ["ok", "b\\u0008ad"]}', "'option B' contains the control character U+0008"),
+    ('{"question": "q", "source": {"deep": [1, {"x": "\\u009b2J"}]}}',
+     "'source' contains the control character U+009B"),
+    ('{"question": "q", "meta": {"k\\u0007": 1}}', "'meta' contains the control character U+0007"),
+    ('{"question": "q", "bad\\u001bkey": 1}', "the key 'bad\\x1bkey' contains the control character U+001B"),
+    # a lone surrogate passed validation and failed later, after the lock and the manifest were written
+    ('{"question": "q\\ud800"}', "'question' contains a lone surrogate U+D800 (not valid Unicode)"),
+    ('{"question": "q", "id": "\\udfff"}', "'id' contains a lone surrogate U+DFFF"),
+    ('{"question": "q", "options": {"A": "\\ud83d", "B": "y"}}', "'option A' contains a lone surrogate U+D83D"),
+    ('{"question": "q", "extra": ["\\udc80"]}', "'extra' contains a lone surrogate U+DC80"),
 ]
 
 
@@ -111,3 +125,11 @@ def test_very_long_line_is_refused_clearly(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "q.jsonl", [{"question": "x" * 1_100_000}])
     with pytest.raises(InputError, match=r"q.jsonl:1: line is 1,100,016 characters long; the limit is 1,000,000"):
         load_questions(path)
+
+
+def test_allowed_characters_in_every_field(tmp_path: Path) -> None:
+    row = {"question": "tab\there\r\nand lines", "id": "id-é-😀", "task": "t", "context": "a\tb\nc",
+           "options": ["x\ty", "z"], "meta": {"k": ["é", "\U0001F1FA\U0001F1F8", "\u202e right-to-left"]},
+           "pair": "\ud83d\ude00"}  # a surrogate pair is one character (an emoji), not a lone surrogate
+    questions = load_questions(write_jsonl(tmp_path / "q.jsonl", [json.dumps(row)]))
+    assert questions[0].id == "id-é-😀" and questions[0].extra["pair"] == "😀"

@@ -137,6 +137,14 @@ def test_redact_hides_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "https://***@host:8000/v1" in cleaned
 
 
+def test_redact_url_passwords_without_eating_the_text_around() -> None:
+    assert redact("at https://user:p@ss@host/v1 now") == "at https://***@host/v1 now"  # an unencoded '@' too
+    assert redact('{"url": "http://host/v1", "mail": "me@example.org"}') == \
+        '{"url": "http://host/v1", "mail": "me@example.org"}'
+    assert redact("see http://host and me@example.org") == "see http://host and me@example.org"
+    assert redact("ftp://anonymous@files.example") == "ftp://***@files.example"
+
+
 def test_settings_reject_unknown_and_out_of_range() -> None:
     from pydantic import ValidationError
 

@@ -96,15 +96,18 @@ def provider_facts(info: ProviderInfo) -> str:
 def print_personas(name: str | None = None) -> int:
     """List personas with a one-line summary, or print one persona's full text."""
     from runner.core.personas import DEFAULT_PERSONA, list_personas, resolve_persona
+    from runner.core.text import sanitize
 
+    # A persona file is anyone's text: its escape sequences must not reach the terminal.
     if name:
         persona = resolve_persona(name)
-        print(f"# {persona.name} ({persona.source})\n\n{persona.text}")
+        print(f"# {sanitize(persona.name, newlines=False)} ({sanitize(persona.source, newlines=False)})\n\n"
+              f"{sanitize(persona.text)}")
         return 0
     personas = list_personas()
     width = max((len(p.name) for p in personas), default=10)
     for p in personas:
         mark = "*" if p.name == DEFAULT_PERSONA else " "
-        print(f"{mark} {p.name:<{width}}  {p.summary}")
+        print(f"{mark} {p.name:<{width}}  {sanitize(p.summary, newlines=False)}")
     print("\n* default. Use --persona NAME, --persona a,b, --persona path/to/file.md or --system-prompt TEXT.")
     return 0

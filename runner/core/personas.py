@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.core.errors import InputError, UsageError
+from runner.core.text import has_surrogate
 
 DEFAULT_PERSONA = "oncology-researcher"
 BUNDLED_DIR = Path(__file__).resolve().parents[2] / "prompts"
@@ -51,7 +52,7 @@ def list_personas() -> list[Persona]:
     found: dict[str, Persona] = {}
     for folder in persona_dirs():
         for path in sorted(folder.glob("*.md")):
-            if path.stem not in found and NAME_RE.match(path.stem):
+            if path.stem not in found and NAME_RE.match(path.stem) and path.is_file():
                 try:
                     found[path.stem] = read_persona_file(path)
                 except InputError:
@@ -60,15 +61,23 @@ def list_personas() -> list[Persona]:
 
 
 def read_persona_file(path: Path, name: str | None = None) -> Persona:
-    """Load one persona file; an empty, unreadable or missing file is an InputError."""
+    """Load one persona file; an empty, unreadable, missing or not-a-file path is an InputError naming the fix."""
+    if has_surrogate(str(path)):  # it would be recorded as the persona's source, which must be UTF-8
+        raise InputError(ascii(str(path)), None, "the file name is not valid UTF-8; rename the file")
     try:
+        if path.is_dir():
+            raise InputError(str(path), None, "is a folder, not a persona file; give a .md file inside it "
+                                              "(--persona path/to/file.md) or a persona name")
+        if path.exists() and not path.is_file():  # a FIFO or a device would block or never end
+            raise InputError(str(path), None, "is not a regular file; give a .md file or a persona name")
         text = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         raise InputError(str(path), None, "persona file not found") from None
-    except UnicodeDecodeError:
-        raise InputError(str(path), None, "persona file is not valid UTF-8") from None
-    except OSError as exc:
-        raise InputError(str(path), None, f"cannot read persona file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(str(path), None, f"persona file is not valid UTF-8 (byte {exc.start + 1}); "
+                                          "save it as UTF-8") from None
+    except OSError as exc:  # a parent that is a file, a name too long, no permission
+        raise InputError(str(path), None, f"cannot read persona file: {exc.strerror or exc}") from None
     if not text:
         raise InputError(str(path), None, "persona file is empty")
     stem = name or path.stem
@@ -84,7 +93,7 @@ def resolve_persona(spec: str) -> Persona:
         raise UsageError("empty persona name")
     if "/" in spec or "\\" in spec or spec.endswith((".md", ".txt")):
         return read_persona_file(Path(spec))
-    for folder in persona_dirs():
+    for folder in persona_dirs() if NAME_RE.match(spec) else ():  # a name is short and plain, never a path
         path = folder / f"{spec}.md"
         if path.is_file():
             return read_persona_file(path)
@@ -97,6 +106,8 @@ def resolve_personas(specs: list[str], system_prompt: str | None = None) -> list
     if system_prompt is not None:
         if not system_prompt.strip():
             raise UsageError("--system-prompt is empty")
+        if has_surrogate(system_prompt):  # bytes that are not UTF-8 on the command line
+            raise UsageError("--system-prompt is not valid UTF-8; pass the text in UTF-8")
         return [Persona(name="custom", text=system_prompt.strip(), source="inline")]
     personas = [resolve_persona(s) for s in specs]
     names = [p.name for p in personas]

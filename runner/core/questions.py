@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.core.errors import InputError
+from runner.core.text import bad_character
 
 MAX_LINE_CHARS = 1_000_000
 KNOWN_KEYS = {"question", "id", "options", "answer", "context", "task"}
@@ -127,6 +128,10 @@ def parse_line(line: str, name: str, lineno: int, n: int) -> Question:
             raise InputError(name, lineno, f"'answer' {answer!r} is not one of the options {', '.join(options)}")
         answer = answer.strip().upper()
     extra = {k: v for k, v in obj.items() if k not in KNOWN_KEYS}
+    # Every string is checked, not only the ones sent to a model: ids, tasks and extra keys reach the terminal
+    # (compare), the records and the report too.
+    _check_strings({k: v for k, v in obj.items() if k not in ("question", "options", "context", "task")}, name,
+                   lineno)
     return Question(n=n, question=text, line=lineno, id=qid, options=options, answer=answer,
                     context=context, task=task, extra=extra)
 
@@ -142,9 +147,29 @@ def _optional_str(obj: dict[str, Any], key: str, name: str, lineno: int) -> str 
 
 
 def _check_text(text: str, key: str, name: str, lineno: int) -> None:
-    for ch in text:
-        if (ord(ch) < 32 and ch not in "\t\n\r") or ord(ch) == 127:
-            raise InputError(name, lineno, f"'{key}' contains the control character U+{ord(ch):04X}")
+    """Control characters (but tab, newline and carriage return) and lone surrogates are refused."""
+    problem = bad_character(text)
+    if problem:
+        raise InputError(name, lineno, f"'{key}' contains {problem}")
+
+
+def _check_strings(obj: dict[str, Any], name: str, lineno: int) -> None:
+    """Check every string in ``obj`` (keys and values, however deeply nested), named by its top-level key."""
+    stack: list[tuple[str, Any]] = []
+    for key, value in obj.items():
+        problem = bad_character(key)
+        if problem:
+            raise InputError(name, lineno, f"the key {key!r} contains {problem}")
+        stack.append((key, value))
+    while stack:
+        key, value = stack.pop()
+        if isinstance(value, str):
+            _check_text(value, key, name, lineno)
+        elif isinstance(value, dict):
+            for inner_key, inner in value.items():
+                stack += [(key, inner_key), (key, inner)]
+        elif isinstance(value, list):
+            stack.extend((key, item) for item in value)
 
 
 def _parse_options(value: Any, name: str, lineno: int) -> dict[str, str]:

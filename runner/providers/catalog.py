@@ -13,8 +13,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from runner.core.credentials import remember_url
 from runner.core.errors import UsageError
 from runner.core.settings import ModelEntry
+from runner.core.text import bad_character
 from runner.providers import PROVIDERS, provider_info
 
 PromptFormat = Literal["chat", "chat-no-system", "alpaca", "plain"]
@@ -145,7 +147,7 @@ def resolve_model(entry: str | ModelEntry) -> ModelSpec:
     elif ":" in name:
         provider, _, model_id = name.partition(":")
         provider_info(provider)
-        if not model_id.strip() or any(ord(c) < 32 for c in model_id):
+        if not model_id.strip() or bad_character(model_id):  # C0/C1 controls, DEL, bytes that are not UTF-8
             raise UsageError(f"model {name!r}: the model id after '{provider}:' is empty or has control characters")
         spec = _BY_NAME.get(name) or ModelSpec(provider=provider, model_id=model_id, slug=safe_slug(model_id))
     else:
@@ -159,4 +161,5 @@ def resolve_model(entry: str | ModelEntry) -> ModelSpec:
     if env_url and not overrides.get("base_url") and not spec.base_url:
         # The server answering is part of the answer's identity (and cache key): record it on the spec.
         overrides["base_url"] = env_url
+    remember_url(overrides.get("base_url") or spec.base_url)  # a password in it is scrubbed like the environment's
     return spec.model_copy(update=overrides) if overrides else spec

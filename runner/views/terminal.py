@@ -8,16 +8,17 @@ nor with ``NO_COLOR`` set).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
 import sys
-import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 import wcwidth
 
+from runner.core.text import sanitize
 from runner.views.answers import DEFAULT_OUTPUT_DIR, QuestionAnswers, StoreSource, question_answers, usage_parts
 
 if TYPE_CHECKING:
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 
 MIN_COLUMN = 28  # narrower columns wrap too much to read; below this the layout stacks
 GAP = " │ "
-_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")  # could reorder what follows on screen
+_SPACE_RUNS = re.compile("( +)")
+_REGIONAL_INDICATORS = re.compile("[\U0001F1E6-\U0001F1FF]")
 
 
 def terminal_width(default: int = 100) -> int:
@@ -42,36 +44,99 @@ def use_color(stream: TextIO) -> bool:
     return bool(isatty and isatty())
 
 
-def sanitize(text: str) -> str:
-    """Model output made safe to print: no escape sequences, control or bidi-override characters."""
-    text = wcwidth.strip_sequences(text.replace("\r\n", "\n").replace("\r", "\n"))
-    text = text.expandtabs(4)
-    text = "".join(c for c in text if c == "\n" or unicodedata.category(c) != "Cc")
-    return _BIDI_CONTROLS.sub("", text)
-
-
 def display_width(text: str) -> int:
-    """Width of ``text`` in terminal cells."""
-    return wcwidth.width(text)
+    """Width of ``text`` in terminal cells (linear in its length)."""
+    if text.isascii() and text.isprintable():
+        return len(text)
+    if _REGIONAL_INDICATORS.search(text) is None:
+        return wcwidth.width(text)
+    # wcwidth.width pairs regional indicators (flags) by rescanning the run before each one: quadratic in the
+    # length of a run. Measured one grapheme at a time, a flag is one short cluster.
+    return sum(_grapheme_width(g) for g in wcwidth.iter_graphemes(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _grapheme_width(grapheme: str) -> int:
+    return wcwidth.width(grapheme)
 
 
 def clip(text: str, width: int) -> str:
     """``text`` cut to at most ``width`` cells, with an ellipsis when cut."""
     if display_width(text) <= width:
         return text
+    if text.isascii() and text.isprintable():
+        return text[: max(0, width - 1)] + "…"
     return wcwidth.clip(text, 0, max(0, width - 1)) + "…"
 
 
 def wrap(text: str, width: int) -> list[str]:
-    """Wrap ``text`` to ``width`` cells, keeping its line breaks; long words are broken."""
+    """Wrap ``text`` to ``width`` cells, keeping its line breaks; long words are broken.
+
+    Like ``textwrap`` (words move whole to the next line, spaces at a line break are dropped, a paragraph's
+    leading spaces are kept), but linear in the length of the text: a 200,000-character token is one pass.
+    """
+    width = max(1, width)
     lines: list[str] = []
     for paragraph in sanitize(text).split("\n"):
-        wrapped = wcwidth.wrap(paragraph, width, break_on_hyphens=False) if paragraph.strip() else [""]
+        wrapped = _wrap_paragraph(paragraph, width) if paragraph.strip() else [""]
         # A wide character can never fit a 1-cell column; clip keeps the promise that no line overflows.
         lines.extend(line if display_width(line) <= width else clip(line, width) for line in wrapped)
     while lines and not lines[-1]:
         lines.pop()
     return lines or [""]
+
+
+def _wrap_paragraph(paragraph: str, width: int) -> list[str]:
+    lines: list[str] = []
+    line: list[str] = []
+    used = 0
+
+    def flush() -> None:
+        nonlocal line, used
+        while line and line[-1].startswith(" "):
+            line.pop()
+        if line:
+            lines.append("".join(line))
+        line, used = [], 0
+
+    for chunk in _SPACE_RUNS.split(paragraph):
+        if not chunk:
+            continue
+        size = display_width(chunk)
+        if chunk.startswith(" "):
+            if not line and lines:
+                continue  # spaces at the start of a continuation line are dropped (they lead the paragraph only)
+            if used + size <= width:
+                line.append(chunk)
+                used += size
+            else:
+                flush()
+            continue
+        if used + size <= width:
+            line.append(chunk)
+            used += size
+            continue
+        if size <= width:
+            flush()
+            line, used = [chunk], size
+            continue
+        for piece, piece_size in _pieces(chunk):  # a word longer than a line: fill this line, then whole lines
+            if used + piece_size > width and line:
+                flush()
+            line.append(piece)
+            used += piece_size
+    if line:
+        flush()
+    return lines
+
+
+def _pieces(word: str) -> Iterator[tuple[str, int]]:
+    """The word's grapheme clusters with their widths (runs of ASCII in one piece per character)."""
+    if word.isascii():
+        yield from ((c, 1) for c in word)
+        return
+    for grapheme in wcwidth.iter_graphemes(word):
+        yield grapheme, _grapheme_width(grapheme)
 
 
 def pad(text: str, width: int) -> str:
@@ -116,7 +181,7 @@ def format_meta(answer: Answer) -> str:
 
 def _cell(answer: Answer, title: str, subtitle: str, width: int, style: Style) -> list[str]:
     """One answer as lines of at most ``width`` cells (styled after measuring)."""
-    lines = [style.bold(pad(clip(sanitize(title), width), width))]
+    lines = [style.bold(pad(clip(sanitize(title, newlines=False), width), width))]
     lines += [style.dim(pad(line, width)) for line in wrap(f"{subtitle} · {format_meta(answer)}", width)]
     verdict = verdict_text(answer)
     if verdict:
@@ -149,7 +214,7 @@ def render_question_header(view: QuestionAnswers, width: int, style: Style) -> l
     """The question, its options and id, wrapped to ``width``."""
     head = f"Question {view.n}" + (f" ({view.question_id})" if view.question_id else "") + \
         (f" · set {view.set_name}" if view.set_name else "")
-    lines = [style.bold(style.cyan(clip(head, width)))]
+    lines = [style.bold(style.cyan(clip(sanitize(head, newlines=False), width)))]
     if view.context:
         lines += [style.dim(line) for line in wrap(view.context, width)]
     lines += wrap(view.question, width)
@@ -173,7 +238,7 @@ def render_question(view: QuestionAnswers, width: int, *, stacked: bool = False,
         groups = [[a for a in view.answers if a.persona == p] for p in view.personas]
     for group in groups:
         if view.columns_by == "model" and len(view.personas) > 1 and group:
-            lines.append(style.cyan(clip(f"── persona: {sanitize(group[0].persona)} ", width)))
+            lines.append(style.cyan(clip(f"── persona: {sanitize(group[0].persona, newlines=False)} ", width)))
         if stacked or per_row == 1 or len(group) == 1:
             lines += _stacked(view, group, width, style)
         else:
@@ -219,14 +284,14 @@ def render_agreement(agreement: Agreement, width: int, *, n: int | None = None, 
         return "\n".join([*lines, "no answers to compare"])
     cell = 6
     numbers = [f"{i + 1:>{cell}}" for i in range(len(labels))] + [f"{'vs Q':>{cell}}"]
-    label_width = min(max(display_width(f"{i + 1} {label}") for i, label in enumerate(labels)),
-                      width - cell * len(numbers))
+    shown = [f"{i + 1} {sanitize(label, newlines=False)}" for i, label in enumerate(labels)]
+    label_width = min(max(display_width(text) for text in shown), width - cell * len(numbers))
     if label_width < 8:  # too many models for a matrix at this width: list the pairs instead
         return "\n".join(lines + _pairs(agreement, matrix, width))
     lines.append(" " * label_width + "".join(numbers))
     for i, label in enumerate(labels):
         row = "".join(f"{_fmt(v):>{cell}}" for v in matrix[i]) + f"{_fmt(to_question.get(label)):>{cell}}"
-        lines.append(pad(clip(f"{i + 1} {sanitize(label)}", label_width), label_width) + row)
+        lines.append(pad(clip(shown[i], label_width), label_width) + row)
     lines += [] if not legend else [style.dim(line) for line in wrap(
         "1.00 = the same meaning, ~0 = unrelated; 'vs Q' = similarity of the answers to the question; "
         "- = no pair of answers to compare", width)]

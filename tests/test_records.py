@@ -129,3 +129,28 @@ def test_each_command_parses_each_record_once(small_store: Path, command: list[s
     assert main([*command, "--output-dir", str(small_store)]) == 0, capsys.readouterr().err
     files = _record_files(small_store)
     assert sorted(parsed) == files  # every record file once, none twice
+
+
+def test_an_unusable_record_says_why_once(tmp_path: Path) -> None:
+    import logging
+
+    from runner.core.records import check_record
+
+    assert check_record([1, 2]) == (None, "not a JSON object (a JSON array)")
+    assert check_record({"n": "1"})[1] == "no integer question number 'n'"
+    _, problem = check_record({"n": 1, "options": ["A"], "latency_s": "slow"})
+    assert problem and problem.startswith("field 'options': ") and problem.endswith("(also wrong: 'latency_s')")
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda rec: messages.append(rec.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("runner")
+    logger.addHandler(handler)
+    try:
+        (tmp_path / "7.json").write_text('{"n": 7, "options": ["A"]}', encoding="utf-8")
+        for _ in range(3):
+            assert read_record(tmp_path / "7.json") is None
+    finally:
+        logger.removeHandler(handler)
+    assert len(messages) == 1 and str(tmp_path / "7.json") in messages[0]
+    assert "field 'options'" in messages[0]
+    assert "question 7 counts as not answered: a run answers it again" in messages[0]

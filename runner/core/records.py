@@ -8,8 +8,10 @@ keys and values are a contract and never change here). Reading turns it into a `
   it holds an embedding, else ``generate``.
 - Records of version 1 (no ``set``, ``tag``, ``persona_text``, ``model_options``) read the same, those fields None.
 - Unknown keys are kept (``model_extra``), so a record of a newer version stays readable.
-- A record that is not valid JSON, not an object, or has no integer ``n`` is treated as absent (``read_record``
-  returns None), as before.
+- A record file that cannot be used is treated as absent (``read_record`` returns None) and named in one warning
+  (once per file and process): not a regular file (a FIFO, a folder, a symbolic link: never opened, so a FIFO cannot
+  block a command), unreadable, not valid UTF-8 JSON, not an object, no integer ``n``, or a field of the wrong type.
+  The views skip it, and the next run answers that question again (its save replaces the bad file).
 
 ``Snapshot`` holds one walk over a store (records, run manifests, the sets' ``set.json``); ``Store.snapshot``
 builds it, and the views take it, so a command parses each saved record once.
@@ -17,7 +19,11 @@ builds it, and the views take it, so a command parses each saved record once.
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -142,33 +148,128 @@ class Record(BaseModel):
 
 def parse_record(data: Any, set_name: str | None = None) -> Record | None:
     """A Record from a parsed JSON value (``set_name``, when given, is the set it was found in); None when invalid."""
+    return check_record(data, set_name)[0]
+
+
+def check_record(data: Any, set_name: str | None = None) -> tuple[Record | None, str | None]:
+    """A Record from a parsed JSON value, or None and what is wrong with it (in words, naming the field)."""
     if isinstance(data, Record):
-        return data.model_copy(update={"set_name": set_name}) if set_name is not None else data
-    if not isinstance(data, dict) or not isinstance(data.get("n"), int):
-        return None
+        return (data.model_copy(update={"set_name": set_name}) if set_name is not None else data), None
+    if not isinstance(data, dict):
+        return None, f"not a JSON object (a JSON {_json_type(data)})"
+    if not isinstance(data.get("n"), int) or isinstance(data.get("n"), bool):
+        return None, "no integer question number 'n'"
     if set_name is not None:
         data = {**data, "set": set_name}
     try:
-        return Record.model_validate(data)
-    except ValidationError:
+        return Record.model_validate(data), None
+    except ValidationError as exc:
+        errors = exc.errors()
+        fields = list(dict.fromkeys(str(e["loc"][0]) if e.get("loc") else "record" for e in errors))
+        more = f" (also wrong: {', '.join(repr(f) for f in fields[1:])})" if len(fields) > 1 else ""
+        return None, f"field {fields[0]!r}: {errors[0].get('msg', 'invalid')}{more}"
+
+
+class BadFile(ValueError):
+    """A store file that exists but cannot be used; the message says why, in words."""
+
+
+def _json_type(value: Any) -> str:
+    return {list: "array", str: "string", bool: "boolean", int: "number", float: "number",
+            type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def read_json_file(path: Path) -> Any:
+    """The parsed JSON of one store file; None when there is none. BadFile when it exists but cannot be used.
+
+    Only a regular file is ever opened (checked with ``lstat`` first, and again on the open file): a FIFO would
+    block the command, a device could be endless, and a symbolic link is never followed.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise BadFile(f"cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        raise BadFile(f"{_file_kind(mode)}, not a regular file")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BadFile("a symbolic link, not a regular file") from None
+        raise BadFile(f"cannot be read ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fh.fileno()).st_mode
+        if not stat.S_ISREG(mode):  # replaced between the two looks
+            raise BadFile(f"{_file_kind(mode)}, not a regular file")
+        try:
+            raw = fh.read()
+        except OSError as exc:
+            raise BadFile(f"cannot be read ({exc.strerror or exc})") from None
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadFile("not valid UTF-8") from None
+    except RecursionError:
+        raise BadFile("JSON nested too deeply") from None
+    except ValueError as exc:
+        raise BadFile(f"not valid JSON ({exc})") from None
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def warn_once(path: Path | str, problem: str, consequence: str) -> None:
+    """One warning per file and process: ``warning: PATH: PROBLEM; CONSEQUENCE``."""
+    key = (str(path), problem)
+    if key not in _warned:
+        _warned.add(key)
+        logging.getLogger("runner").warning("warning: %s: %s; %s", path, problem, consequence)
+
+
+def skipped_note(path: Path) -> str:
+    """What happens to a record file that cannot be used, for its warning."""
+    n = path.stem if path.stem.isascii() and path.stem.isdigit() else None
+    return f"skipped (question {n} counts as not answered: a run answers it again)" if n else "skipped"
 
 
 def read_record_json(path: Path) -> dict[str, Any] | None:
-    """The parsed JSON object of one record file, or None when it is missing or unreadable.
+    """The parsed JSON object of one record file, or None when it is missing or cannot be used (with a warning).
 
     The one place a record file is parsed.
     """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = read_json_file(path)
+    except BadFile as exc:
+        warn_once(path, str(exc), skipped_note(path))
         return None
-    return data if isinstance(data, dict) else None
+    if data is not None and not isinstance(data, dict):
+        warn_once(path, f"not a JSON object (a JSON {_json_type(data)})", skipped_note(path))
+        return None
+    return data
 
 
 def read_record(path: Path, set_name: str | None = None) -> Record | None:
-    """The Record saved at ``path``, or None when it is missing, unreadable or invalid."""
-    return parse_record(read_record_json(path), set_name)
+    """The Record saved at ``path``, or None when it is missing, unreadable or invalid (invalid ones with a warning)."""
+    data = read_record_json(path)
+    if data is None:
+        return None
+    record, problem = check_record(data, set_name)
+    if problem:
+        warn_once(path, problem, skipped_note(path))
+    return record
 
 
 def as_records(records: Any) -> list[Record]:

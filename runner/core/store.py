@@ -11,11 +11,17 @@ root without ever meeting under the same numbers. A *tag* names a variant of a m
 text, other settings) kept beside the untagged ones. Stores written before sets existed (``<root>/<persona>/…``,
 version 1) are read in place and moved into sets by the first run that takes the lock (``migrate_legacy``).
 
-Every file is written atomically (temporary file, then rename), so a process killed at any moment leaves the old
-file or the new one, never a part. The ``.json`` record is written last and is the commit marker: an answer counts
-as saved only when its record exists, parses, and its key matches. Files are not fsync'd one by one (two fsyncs
-per answer cost more than the answers of a fast server); after a power loss a record the filesystem did not keep
-is simply answered again. Temporary files left by a killed run are swept at the start of the next one. Nothing
+Every file is written atomically (temporary file in the same folder, then rename), so a process killed at any
+moment leaves the old file or the new one, never a part; the rename replaces a symbolic link at the target rather
+than writing through it. Nothing is written through a folder that is a symbolic link leading outside the output
+root (``atomic_write(..., root=)`` refuses with a UsageError naming the link), and the readers skip such folders
+with a warning. Only regular files are ever opened for reading (``records.read_json_file``).
+
+The ``.json`` record is written last and is the commit marker: an answer counts as saved only when its record
+exists, is a valid record, its key matches, and (for a successful answer) its ``.txt`` exists; anything else is
+answered again by the next run. Files are not fsync'd one by one (two fsyncs per answer cost more than the answers
+of a fast server); after a power loss a record the filesystem did not keep is simply answered again. Temporary
+files left by a killed run are swept at the start of the next one. Nothing
 here knows about models.
 
 Reading: ``iter_records`` yields typed ``Record`` objects (``runner.core.records``); ``snapshot`` reads the whole
@@ -27,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -36,7 +43,17 @@ from pathlib import Path
 from typing import Any
 
 from runner.core.errors import UsageError
-from runner.core.records import Record, Snapshot, read_record, read_record_json
+from runner.core.records import (
+    BadFile,
+    Record,
+    Snapshot,
+    check_record,
+    read_json_file,
+    read_record,
+    read_record_json,
+    skipped_note,
+    warn_once,
+)
 
 SAFE_PART = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,127}$")
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,47}$")
@@ -46,18 +63,76 @@ LEGACY_SET = "legacy"
 DEFAULT_SET = "questions"
 
 
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
+def atomic_write(path: Path, data: str | bytes, *, root: Path | None = None, mode: int | None = None) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
+
+    The data goes to a new temporary file in the same folder (created exclusively, so never through a link), which
+    is then renamed over ``path``: a symbolic link at ``path`` is replaced, never followed. With ``root`` (the
+    output folder), a folder on the way that is a symbolic link leading outside ``root`` is refused (UsageError)
+    before anything is created. ``mode`` sets the file's permissions (the temporary file is private).
+    """
+    if root is not None:
+        check_inside(root, path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            if mode is not None:
+                os.chmod(tmp, mode)  # the temporary file, by its own name: never through a link
         os.replace(tmp, path)
     except BaseException:
         with suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_output(path: Path, data: str | bytes, *, root: Path | None = None, mode: int | None = None,
+                 fix: str = "") -> Path:
+    """``atomic_write`` for a command's own output (report, scores, chart); returns ``path``.
+
+    A failed write becomes one UsageError naming the file, the reason and ``fix`` (what to do), not a traceback.
+    """
+    try:
+        atomic_write(path, data, root=root, mode=mode)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if path.is_dir() and not path.is_symlink():
+            fix = "it is a folder: move it away"
+        raise UsageError(f"cannot write {path}: {reason}; {fix or f'make {path.parent} writable'}") from None
+    return path
+
+
+def outside_link(root: Path, folder: Path) -> tuple[Path, str] | None:
+    """The first folder on the way from ``root`` to ``folder`` that is a symbolic link leading outside ``root``,
+    with where it leads; None when ``folder`` stays inside ``root`` (links inside it are followed)."""
+    try:
+        base, target = root.resolve(), folder.resolve()
+    except (OSError, RuntimeError):  # a loop of links
+        target = None
+    else:
+        if target == base or base in target.parents:
+            return None
+    try:
+        parts = folder.relative_to(root).parts
+    except ValueError:
+        return folder, str(target or folder)
+    step = root
+    for part in parts:
+        step = step / part
+        if step.is_symlink():
+            return step, os.readlink(step)
+    return folder, str(target or folder)
+
+
+def check_inside(root: Path, folder: Path) -> None:
+    """Refuse (UsageError) a folder that leaves the output root, naming the symbolic link that leads out."""
+    found = outside_link(root, folder)
+    if found is not None:
+        link, target = found
+        what = f"{link} is a symbolic link to {target}" if link.is_symlink() else f"{link} resolves to {target}"
+        raise UsageError(f"output folder {folder} would leave {root}: {what}, outside the output folder; nothing is "
+                         f"written through it. Remove the link (or choose another --output-dir)")
 
 
 def set_name_for(source: str | Path | None) -> str:
@@ -124,15 +199,42 @@ class SetStore:
         if tag:
             check_tag(tag)
         path = self.path / persona / folder
-        root = self.root.resolve()
-        if root not in path.resolve().parents:
-            raise UsageError(f"output folder {path} would leave {self.root}")
+        check_inside(self.root, path)
         self._checked[persona, folder] = path
         return path
 
     def load_record(self, persona: str, folder: str, n: int) -> dict[str, Any] | None:
-        """The saved record of answer ``n``, or None (missing or unreadable records count as absent)."""
-        return read_record_json(self.model_dir(persona, folder) / f"{n}.json")
+        """The saved record of answer ``n`` (as saved), or None when there is no saved answer.
+
+        Counted as absent, so that the next run answers the question again: no record; a record that cannot be
+        used (not a regular file, not JSON, not an object, a field of the wrong type: one warning names it); and a
+        successful record whose ``<n>.txt`` is gone (one warning: the record alone is not a saved answer, and
+        answering again rebuilds both files the way every answer is written, whatever its kind).
+        """
+        path = self.model_dir(persona, folder) / f"{n}.json"
+        data = read_record_json(path)
+        if data is None:
+            return None
+        record, problem = check_record(data)
+        if record is None:
+            warn_once(path, problem or "not a valid record", skipped_note(path))
+            return None
+        # The values as the Record read them (numbers where text belongs become text), unknown keys as saved.
+        data = {**data, **record.model_dump(by_alias=True, exclude_unset=True, exclude={"kind"})}
+        if not data.get("error"):
+            body = path.with_suffix(".txt")
+            try:
+                regular = stat.S_ISREG(os.lstat(body).st_mode)
+                problem = None if regular else "not a regular file"
+            except FileNotFoundError:
+                problem = "missing"
+            except OSError as exc:
+                problem = f"cannot be read ({exc.strerror or exc})"
+            if problem:
+                warn_once(body, problem, f"question {n} is answered again (its record {path.name} alone is not a "
+                                         "saved answer)")
+                return None
+        return data
 
     def is_done(self, persona: str, folder: str, n: int, key: str) -> bool:
         """True when answer ``n`` is saved, succeeded, and was made for exactly this key."""
@@ -149,11 +251,11 @@ class SetStore:
             if self.is_done(persona, folder, n, record["key"]):
                 return
             stale = path / f"{n}.txt"
-            if stale.exists():
+            if stale.is_symlink() or stale.exists():
                 stale.unlink()
         elif body is not None:
-            atomic_write(path / f"{n}.txt", body)
-        atomic_write(path / f"{n}.json", json.dumps(record, ensure_ascii=False, indent=1) + "\n")
+            atomic_write(path / f"{n}.txt", body, root=self.root)
+        atomic_write(path / f"{n}.json", json.dumps(record, ensure_ascii=False, indent=1) + "\n", root=self.root)
 
     def write_embedding_matrix(self, persona: str, folder: str) -> Path | None:
         """Write ``embeddings.npy`` (rows in question order) and ``embeddings.json`` (row -> n) for an encoder."""
@@ -170,17 +272,22 @@ class SetStore:
             return None
         buffer = io.BytesIO()
         np.save(buffer, np.asarray([v for _, v in rows], dtype=np.float32))
-        atomic_write(path / "embeddings.npy", buffer.getvalue())
-        atomic_write(path / "embeddings.json", json.dumps({"rows": [n for n, _ in rows]}) + "\n")
+        atomic_write(path / "embeddings.npy", buffer.getvalue(), root=self.root)
+        atomic_write(path / "embeddings.json", json.dumps({"rows": [n for n, _ in rows]}) + "\n", root=self.root)
         return path / "embeddings.npy"
 
     def info(self) -> dict[str, Any] | None:
         """The set's ``set.json`` (where its questions came from), or None before the set exists."""
+        path = self.path / SET_FILE
         try:
-            data = json.loads((self.path / SET_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = read_json_file(path)
+        except BadFile as exc:
+            warn_once(path, str(exc), "read as a set of unknown source")
             return None
-        return data if isinstance(data, dict) else None
+        if data is not None and not isinstance(data, dict):
+            warn_once(path, "not a JSON object", "read as a set of unknown source")
+            return None
+        return data
 
     def claim(self, ref: SetRef) -> None:
         """Create the set, or check that this run's questions belong in it.
@@ -188,13 +295,14 @@ class SetStore:
         A set named after a file refuses questions from another file of the same name unless the user
         named the set (``--set``): two files never meet under the same question numbers by accident.
         """
+        check_inside(self.root, self.path)
         if self.path.exists() and not self.path.is_dir():
             raise UsageError(f"{self.path} exists and is not a question set folder; choose another --set NAME")
         info = self.info()
         if info is None:
             data = {"name": self.name, "source": ref.source,
                     "created": datetime.now(UTC).isoformat(timespec="seconds")}
-            atomic_write(self.path / SET_FILE, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
+            atomic_write(self.path / SET_FILE, json.dumps(data, ensure_ascii=False, indent=1) + "\n", root=self.root)
             return
         saved = info.get("source")
         if ref.explicit or saved is None or ref.source is None or saved == ref.source:
@@ -238,25 +346,46 @@ class Store:
     def write_manifest(self, run_id: str, manifest: dict[str, Any]) -> Path:
         """Write (or rewrite) the manifest of one run under ``<root>/runs/``."""
         path = self.root / RUNS_DIR / f"{run_id}.json"
-        atomic_write(path, json.dumps(manifest, ensure_ascii=False, indent=1) + "\n")
+        atomic_write(path, json.dumps(manifest, ensure_ascii=False, indent=1) + "\n", root=self.root)
         return path
 
     def manifests(self) -> list[dict[str, Any]]:
-        """Every run manifest, oldest first."""
+        """Every usable run manifest, oldest first; one that cannot be used is skipped with a warning naming it."""
         folder = self.root / RUNS_DIR
+        if folder.is_symlink() and outside_link(self.root, folder):
+            warn_once(folder, f"a symbolic link to {os.readlink(folder)}, outside the output folder {self.root}",
+                      "no run manifest is read through it")
+            return []
+        if not folder.is_dir():
+            if folder.exists():
+                warn_once(folder, "not a folder", "no run manifest is read (runs/ is where they go: move it away)")
+            return []
         out = []
-        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        for path in sorted(folder.glob("*.json")):
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
+                data = read_json_file(path)
+            except BadFile as exc:
+                warn_once(path, str(exc), "this run manifest is skipped")
                 continue
-            if isinstance(data, dict):
-                out.append(data)
+            problem = manifest_problem(data)
+            if problem:
+                warn_once(path, problem, "this run manifest is skipped")
+                continue
+            out.append(data)
         return out
 
     def set_dirs(self) -> list[Path]:
-        """The question set folders under the root, by name."""
-        return [p for p in _subdirs(self.root) if p.name != RUNS_DIR and _is_set(p)]
+        """The question set folders under the root, by name (one whose name no set can have is skipped, warned)."""
+        out = []
+        for path in _subdirs(self.root, self.root):
+            if path.name == RUNS_DIR or not _is_set(path):
+                continue
+            if SAFE_PART.match(path.name) and path.name not in (".", ".."):
+                out.append(path)
+            else:
+                warn_once(path, "not a valid question set name (letters, digits and ._+-)", "skipped (rename it "
+                          "to read its answers)")
+        return out
 
     def set_names(self) -> list[str]:
         """Every question set that holds records, legacy (version 1) ones included."""
@@ -272,7 +401,7 @@ class Store:
         """
         for set_dir in self.set_dirs():
             if set_name is None or set_dir.name == set_name:
-                yield from _set_records(set_dir)
+                yield from _set_records(set_dir, self.root)
         for record in self._legacy_records():
             if set_name is None or record.set_name == set_name:
                 yield record
@@ -286,14 +415,14 @@ class Store:
         set_dirs = self.set_dirs()
         infos = {p.name: info for p in set_dirs if (info := self.questions_set(p.name).info()) is not None}
         legacy = list(self._legacy_records(manifests))  # every one: their sets are known only once read
-        records = [r for p in set_dirs if set_name in (None, p.name) for r in _set_records(p)]
+        records = [r for p in set_dirs if set_name in (None, p.name) for r in _set_records(p, self.root)]
         records += [r for r in legacy if set_name in (None, r.set_name)]
         names = {p.name for p in set_dirs} | {r.set_name for r in legacy if r.set_name}
         return Snapshot(root=self.root, records=records, manifests=manifests, set_names=sorted(names), infos=infos,
                         scope=set_name)
 
     def _legacy_dirs(self) -> list[Path]:
-        return [p for p in _subdirs(self.root) if p.name != RUNS_DIR and _is_legacy_persona(p)]
+        return [p for p in _subdirs(self.root, self.root) if p.name != RUNS_DIR and _is_legacy_persona(p)]
 
     def _legacy_records(self, manifests: list[dict[str, Any]] | None = None) -> Iterator[Record]:
         """Records of a version-1 store (``<root>/<persona>/<model>/``), each given the set of its run."""
@@ -302,7 +431,7 @@ class Store:
             return
         runs = {m.get("run_id"): m for m in (self.manifests() if manifests is None else manifests)}
         for persona_dir in legacy:
-            for folder in _subdirs(persona_dir):
+            for folder in _subdirs(persona_dir, self.root):
                 for record in _records_in(folder):
                     yield record.model_copy(update={"set_name": legacy_set_name(runs.get(record.run_id))})
 
@@ -346,16 +475,36 @@ class Store:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the output root's lock for a run; a second run into the same root fails clearly."""
+        """Hold the output root's lock for a run; a second run into the same root fails clearly.
+
+        The lock file is opened without following a link (by filelock); a ``.lock`` that is not a regular file,
+        or a ``runs`` folder that is a link leading outside the root, stops the run with a message saying what
+        to remove.
+        """
         from filelock import FileLock, Timeout
 
         self.check_writable()
-        lock = FileLock(str(self.root / ".lock"), timeout=0)
+        path = self.root / ".lock"
+        try:
+            mode: int | None = os.lstat(path).st_mode
+        except OSError:
+            mode = None
+        if mode is not None and not stat.S_ISREG(mode):
+            kind = ("a symbolic link" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode)
+                    else "not a regular file")
+            raise UsageError(f"{path} is {kind}, not this tool's lock file; remove it (no run of this tool uses "
+                             "it) and run again")
+        runs = self.root / RUNS_DIR
+        check_inside(self.root, runs)
+        lock = FileLock(str(path), timeout=0)
         try:
             lock.acquire()
         except Timeout:
-            raise UsageError(f"another run is writing to {self.root} (lock file {self.root / '.lock'}); "
+            raise UsageError(f"another run is writing to {self.root} (lock file {path}); "
                              "wait for it to finish or use a different --output-dir") from None
+        except OSError as exc:
+            raise UsageError(f"cannot take the lock file {path}: {exc.strerror or exc}; remove it if it is not a "
+                             "regular file, or use a different --output-dir") from None
         try:
             self.sweep_temporary_files()
             moved = self.migrate_legacy()
@@ -382,21 +531,63 @@ def legacy_set_name(manifest: dict[str, Any] | None) -> str:
     return set_name_for(sources[0]) if len(sources) == 1 else LEGACY_SET
 
 
-def _subdirs(path: Path) -> list[Path]:
+MANIFEST_TYPES: dict[str, type | tuple[type, ...]] = {
+    "run_id": str, "started": str, "finished": str, "status": str, "set": str, "tag": str, "method": str,
+    "kind": str, "python": str, "platform": str, "questions": dict, "settings": dict, "packages": dict,
+    "process": dict, "argv": list, "models": list, "personas": list, "summary": list, "sets": list,
+}
+_MANIFEST_ITEMS = {"argv": str, "models": dict, "personas": dict, "summary": dict, "sets": str}
+
+
+def manifest_problem(data: Any) -> str | None:
+    """What makes a run manifest unusable (a field of the wrong type, in words), or None."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    for name, kind in MANIFEST_TYPES.items():
+        value = data.get(name)
+        if value is not None and not isinstance(value, kind):
+            return f"field {name!r} has the wrong type"
+        item = _MANIFEST_ITEMS.get(name)
+        if item is not None and value is not None and not all(isinstance(x, item) for x in value):
+            return f"field {name!r} holds an item of the wrong type"
+    return None
+
+
+def _subdirs(path: Path, root: Path | None = None) -> list[Path]:
+    """The real sub-folders of ``path``, by name.
+
+    Symbolic links are not followed: one leading inside the root is read through its real folder, and one leading
+    outside it (``root`` given) is skipped with a warning, as ``run`` refuses to write through it.
+    """
     try:
-        return sorted(p for p in path.iterdir() if p.is_dir() and not p.is_symlink())
+        entries = sorted(os.scandir(path), key=lambda e: e.name)
     except OSError:
         return []
+    out = []
+    for entry in entries:
+        try:
+            if entry.is_symlink():
+                link = Path(entry.path)
+                if root is not None and entry.is_dir() and outside_link(root, link):
+                    warn_once(link, f"a symbolic link to {os.readlink(link)}, outside the output folder {root}",
+                              "skipped (nothing is read or written through it)")
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                out.append(Path(entry.path))
+        except OSError:
+            continue
+    return out
 
 
 def _numbered(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.glob("*.json") if p.stem.isdigit()), key=lambda p: int(p.stem))
+    return sorted((p for p in folder.glob("*.json") if p.stem.isascii() and p.stem.isdigit()),
+                  key=lambda p: int(p.stem))
 
 
-def _set_records(set_dir: Path) -> Iterator[Record]:
+def _set_records(set_dir: Path, root: Path) -> Iterator[Record]:
     """The records of one question set folder, persona by persona, model by model."""
-    for persona_dir in _subdirs(set_dir):
-        for folder in _subdirs(persona_dir):
+    for persona_dir in _subdirs(set_dir, root):
+        for folder in _subdirs(persona_dir, root):
             yield from _records_in(folder, set_dir.name)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.core.records import Snapshot
-from runner.core.store import atomic_write
+from runner.core.store import write_output
 from runner.views.answers import (
     DEFAULT_OUTPUT_DIR,
     Answer,
@@ -220,12 +220,18 @@ def _other_sets_line(output_dir: str | Path, question_set: str, sets: Sequence[d
 
 
 def write_report(source: StoreSource = DEFAULT_OUTPUT_DIR, out: str | Path | None = None, **kwargs: Any) -> Path:
-    """Write the report to ``out`` (default ``<output folder>/report.html``) and return its path."""
+    """Write the report to ``out`` (default ``<output folder>/report.html``) and return its path.
+
+    Written atomically (a symbolic link at the path is replaced, never written through); the default path refuses
+    an output folder reached through a link leading outside it. A folder that cannot be written is one UsageError
+    naming the file and the fix.
+    """
     root = source.root if isinstance(source, Snapshot) else Path(source)
     path = Path(out) if out else root / "report.html"
-    atomic_write(path, build_report(source, **kwargs))
-    path.chmod(0o644)  # the temporary file behind atomic_write is private; a report is meant to be shared
-    return path
+    fix = (f"make {path.parent} writable, or choose another --out PATH" if out else
+           f"make {root} writable, or write the report elsewhere with --out PATH")
+    # A report is meant to be shared: readable by all (the temporary file behind the write is private).
+    return write_output(path, build_report(source, **kwargs), root=None if out else root, mode=0o644, fix=fix)
 
 
 def _toc(views: Sequence[QuestionAnswers], sections: Sequence[tuple[str, str]], only_wrong: str) -> str:
@@ -258,6 +264,8 @@ def _settings_section(manifests: Sequence[dict[str, Any]], question_set: str, se
             f"Question set <b>{esc(question_set)}</b>{esc(source)}{esc(runs)}</p>")
     if not manifests:
         return f'{head}<p class="muted">No run manifest for this question set in this folder.</p></section>'
+    from runner.engine.manifest import run_status  # "running" only while its process lives
+
     rows = []
     for m in reversed(manifests):  # latest first
         q = m.get("questions") or {}
@@ -269,7 +277,7 @@ def _settings_section(manifests: Sequence[dict[str, Any]], question_set: str, se
         what = f"{Path(path).name if path else '-'} ({q.get('count')})"
         what += " · log-likelihood" if m.get("method") == "loglik" else ""
         rows.append(f"<tr><td class='mono'>{esc(m.get('run_id'))}</td><td>{esc(m.get('started'))}</td>"
-                    f"<td>{esc(m.get('status'))}</td><td title='{esc(path)}'>{esc(what)}</td>"
+                    f"<td>{esc(run_status(m))}</td><td title='{esc(path)}'>{esc(what)}</td>"
                     f"<td>{esc(models)}</td><td>{esc(persona_names)}</td>"
                     f"<td class='mono small gen'>{esc(shown)}</td></tr>")
     latest = manifests[-1]
@@ -384,15 +392,11 @@ def _count_badge(count: int) -> str:
 
 
 def _chart(scores: Sequence[TaskScore]) -> str:
-    """The leaderboard chart as an embedded PNG (rendered in a temporary folder, never in the output folder)."""
-    import tempfile
-
-    from runner.views.scores import render_chart
+    """The leaderboard chart as an embedded PNG (rendered in memory, never in the output folder)."""
+    from runner.views.scores import chart_png
 
     try:
-        with tempfile.TemporaryDirectory(prefix="report-chart-") as tmp:
-            path = render_chart(scores, Path(tmp) / "scores.png")
-            data = path.read_bytes() if path else b""
+        data = chart_png(scores) or b""
     except ImportError:
         return "<p class='small muted'>(The chart needs matplotlib.)</p>"
     if not data:

@@ -14,7 +14,8 @@ From another process (a run that is killed, a benchmark)::
 writes the port once it listens, the number of requests received after each one arrives, and one JSON line per
 request, and serves until SIGTERM or SIGINT.
 
-Endpoints: ``POST /v1/chat/completions`` (OpenAI chat completions; also without the ``/v1``) and
+Endpoints: ``POST /v1/chat/completions`` (OpenAI chat completions; also without the ``/v1``; ``/v1/completions``
+answers the same unless scripted) and
 ``POST /{v1,v1beta}/models/{model}:generateContent`` (Gemini). Every request is recorded (path, headers, body)
 and counted on arrival; ``max_in_flight`` is the most requests the server held at once. Replies come from a
 script (``push``, consumed in arrival order) and then from ``default``.
@@ -28,6 +29,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -39,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 GEMINI_PATH = re.compile(r"^/(?:v1|v1beta|v1alpha)/models/(?P<model>[^/:]+):generateContent$")
-OPENAI_PATHS = ("/v1/chat/completions", "/chat/completions")
+# Chat completions, and /completions (log-likelihood scoring: answer it with Reply.raw or a fault).
+OPENAI_PATHS = ("/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions")
 STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                 408: "DEADLINE_EXCEEDED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
 
@@ -52,15 +55,54 @@ class Reply:
     text: str | None = None  # None: the server's default text
     delay: float | None = None  # None: the server's default delay
     headers: dict[str, str] = field(default_factory=dict)
-    kind: str = "answer"  # answer | error | quota | hang | invalid-json | body
+    # answer | error | quota | hang | invalid-json | body | empty | safety | truncated | cut-json | reset
+    kind: str = "answer"
     body: Any = None  # kind "body": this JSON value is the whole answer
     message: str | None = None
     finish: str = "stop"
+    model: str | None = None  # the model the answer says it came from (None: the one asked for)
+    refusal: str | None = None  # kind "empty": OpenAI's message.refusal
+    tool_calls: bool = False  # kind "empty": OpenAI's message.tool_calls instead of content
+    reason: str = "SAFETY"  # kind "safety": Gemini's finishReason (or the prompt's blockReason)
+    prompt_blocked: bool = False  # kind "safety": Gemini blocks the prompt (no candidates, promptFeedback)
+    keep: float = 0.5  # kinds "truncated" and "cut-json": the share of the answer's bytes sent
 
     @classmethod
-    def ok(cls, text: str | None = None, delay: float | None = None, finish: str = "stop") -> Reply:
-        """A normal answer (``finish`` is the OpenAI finish_reason; Gemini gets its own spelling)."""
-        return cls(text=text, delay=delay, finish=finish)
+    def ok(cls, text: str | None = None, delay: float | None = None, finish: str = "stop",
+           model: str | None = None) -> Reply:
+        """A normal answer (``finish`` is the OpenAI finish_reason; Gemini gets its own spelling), saying it was
+        served by ``model`` (OpenAI's ``model``, Gemini's ``modelVersion``) when given."""
+        return cls(text=text, delay=delay, finish=finish, model=model)
+
+    @classmethod
+    def empty(cls, finish: str = "stop", refusal: str | None = None, tool_calls: bool = False) -> Reply:
+        """A 200 answer with no text: OpenAI ``content: null`` (with ``message.refusal`` or tool calls when
+        given), Gemini a candidate without parts."""
+        return cls(kind="empty", finish=finish, refusal=refusal, tool_calls=tool_calls)
+
+    @classmethod
+    def safety(cls, reason: str = "SAFETY", prompt_blocked: bool = False) -> Reply:
+        """A 200 answer stopped for safety, with no text: Gemini's candidate with ``finishReason`` ``reason`` and
+        its safety ratings (or, ``prompt_blocked``, no candidate and ``promptFeedback.blockReason``); OpenAI's
+        ``finish_reason: content_filter`` with ``content: null``."""
+        return cls(kind="safety", reason=reason, prompt_blocked=prompt_blocked)
+
+    @classmethod
+    def truncated(cls, keep: float = 0.5) -> Reply:
+        """A normal answer of which only ``keep`` of the bytes are sent before the connection closes, while
+        Content-Length announces the whole body (a server or proxy that died mid-reply)."""
+        return cls(kind="truncated", keep=keep)
+
+    @classmethod
+    def cut_json(cls, keep: float = 0.5) -> Reply:
+        """A whole HTTP reply whose JSON body is cut after ``keep`` of its bytes (Content-Length matches the cut
+        body, as a proxy that cut it sends); ``keep=0`` is an empty body."""
+        return cls(kind="cut-json", keep=keep)
+
+    @classmethod
+    def reset(cls) -> Reply:
+        """Read the request, then reset the connection (TCP RST) without answering."""
+        return cls(kind="reset")
 
     @classmethod
     def error(cls, status: int, message: str | None = None, retry_after: str | float | None = None,
@@ -100,10 +142,18 @@ class Reply:
             return cls.quota_exhausted()
         if kind == "invalid-json":
             return cls.invalid_json()
+        if kind == "empty":
+            return cls.empty(data.get("finish", "stop"), data.get("refusal"))
+        if kind == "safety":
+            return cls.safety(data.get("reason", "SAFETY"), bool(data.get("prompt_blocked")))
+        if kind in ("truncated", "cut-json"):
+            return cls(kind=kind, keep=float(data.get("keep", 0.5)))
+        if kind == "reset":
+            return cls.reset()
         status = int(data.pop("status", 200))
         if status != 200:
             return cls.error(status, data.get("message"), data.get("retry_after"), data.get("delay"))
-        return cls.ok(data.get("text"), data.get("delay"))
+        return cls.ok(data.get("text"), data.get("delay"), model=data.get("model"))
 
 
 @dataclass
@@ -301,6 +351,11 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.kind == "invalid-json":
             self._send(200, b"<html>502 Bad Gateway: upstream sent garbage</html>", content_type="text/html")
             return
+        if reply.kind == "reset":  # no FIN, no answer: the client reads ECONNRESET
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()  # closed for good once the handler's files close: an RST, not a FIN
+            self.close_connection = True
+            return
         if reply.kind == "body":
             self._send(200, reply.body)
             return
@@ -319,6 +374,19 @@ class _Handler(BaseHTTPRequestHandler):
             return
         text = self.fake.text if reply.text is None else reply.text
         body = _gemini_answer(record, text, reply) if gemini else _openai_answer(record, text, reply)
+        if reply.kind in ("truncated", "cut-json"):
+            data = json.dumps(body).encode("utf-8")
+            cut = data[:int(len(data) * reply.keep)]
+            if reply.kind == "cut-json":
+                self._send(200, cut, reply.headers)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))  # more than is sent
+            self.end_headers()
+            self.wfile.write(cut)
+            self.close_connection = True
+            return
         self._send(200, body, reply.headers)
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None,
@@ -350,10 +418,19 @@ def _words(value: Any) -> int:
 def _openai_answer(record: RecordedRequest, text: str, reply: Reply) -> dict[str, Any]:
     body = record.body if isinstance(record.body, dict) else {}
     prompt, completion = _words(body.get("messages")), len(text.split())
+    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+    finish = reply.finish
+    if reply.kind in ("empty", "safety"):
+        message["content"], completion = None, 0
+        message["refusal"] = reply.refusal
+        if reply.tool_calls:
+            message["tool_calls"] = [{"id": "call_fake", "type": "function",
+                                      "function": {"name": "lookup_drug", "arguments": "{}"}}]
+        if reply.kind == "safety":
+            finish = "content_filter"
     return {"id": f"chatcmpl-fake{record.n}", "object": "chat.completion", "created": int(record.received),
-            "model": body.get("model", "unknown"), "system_fingerprint": "fp_fake",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
-                         "logprobs": None, "finish_reason": reply.finish}],
+            "model": reply.model or body.get("model", "unknown"), "system_fingerprint": "fp_fake",
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
                       "completion_tokens_details": {"reasoning_tokens": 0}}}
 
@@ -363,11 +440,22 @@ def _gemini_answer(record: RecordedRequest, text: str, reply: Reply) -> dict[str
     prompt = _words(body.get("contents")) + _words(body.get("systemInstruction"))
     completion, thoughts = len(text.split()), 3
     finish = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY"}.get(reply.finish, "STOP")
-    return {"candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": finish,
-                            "index": 0}],
+    candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": finish,
+                                 "index": 0}
+    if reply.kind in ("empty", "safety"):
+        completion = 0
+        candidate["content"] = {"role": "model"}  # no parts, as Gemini sends an empty answer
+    if reply.kind == "safety":
+        ratings = [{"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True},
+                   {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"}]
+        candidate = {"finishReason": reply.reason, "index": 0, "safetyRatings": ratings}
+    answer: dict[str, Any] = {"candidates": [candidate]}
+    if reply.kind == "safety" and reply.prompt_blocked:
+        answer = {"promptFeedback": {"blockReason": reply.reason, "safetyRatings": ratings}}
+    return {**answer,
             "usageMetadata": {"promptTokenCount": prompt, "candidatesTokenCount": completion,
                               "thoughtsTokenCount": thoughts, "totalTokenCount": prompt + completion + thoughts},
-            "modelVersion": record.model, "responseId": f"fake{record.n}"}
+            "modelVersion": reply.model or record.model, "responseId": f"fake{record.n}"}
 
 
 def _openai_error(reply: Reply) -> dict[str, Any]:

@@ -48,6 +48,7 @@ def test_request_shape_usage_and_record(tmp_path: Path, server: FakeServer, key:
     # 3 completion words + 3 thinking tokens from the fake server: thinking is billed as output, so counted.
     assert (record["prompt_tokens"], record["completion_tokens"]) == (prompt_words, 6)
     assert record["text"] == "A fake answer." and record["finish_reason"] == "stop"
+    assert record["served_model"] == "gemini-2.5-flash" and record["warnings"] is None  # the reply's modelVersion
     assert report.summaries[0].cost_usd == round((prompt_words * 0.30 + 6 * 2.50) / 1e6, 6)
 
 
@@ -107,6 +108,16 @@ def test_timeout_ends_in_bounded_time(tmp_path: Path, server: FakeServer, key: s
     assert time.monotonic() - start < 5
     assert server.count == 2 and report.exit_status == 1
     assert "timed out" in record["error"] and "gave up after 2 attempts" in record["error"]
+
+
+def test_connection_refused_is_retried_and_recorded(tmp_path: Path, key: str) -> None:
+    closed = FakeServer()  # bound, never started, then closed: nothing listens on its port
+    closed.stop()
+    report, [record] = run_model(tmp_path, closed, max_attempts=2, **FAST)
+    assert report.exit_status == 1 and record["attempts"] == 2
+    assert f"cannot connect to {closed.gemini_base_url}" in record["error"]
+    assert "ConnectError: " in record["error"] and "[Errno 111]" in record["error"]
+    assert "gave up after 2 attempts" in record["error"] and KEY not in record["error"]
 
 
 def test_token_limit_used_up_by_thinking_warns(tmp_path: Path, server: FakeServer, key: str) -> None:

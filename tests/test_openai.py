@@ -54,6 +54,7 @@ def test_request_shape_usage_and_record(tmp_path: Path, server: FakeServer, key:
     assert record["text"] == "A fake answer."
     assert (record["prompt_tokens"], record["completion_tokens"]) == (words_sent, 3)
     assert record["finish_reason"] == "stop" and record["attempts"] == 1 and record["error"] is None
+    assert record["served_model"] == "gpt-4o" and record["warnings"] is None  # the reply's "model"
     summary = report.summaries[0]
     assert (summary.prompt_tokens, summary.completion_tokens) == (words_sent, 3)
     assert summary.cost_usd == round((words_sent * 2.50 + 3 * 10.00) / 1e6, 6)  # gpt-4o catalog prices
@@ -146,6 +147,7 @@ def test_connection_refused_is_retried_and_recorded(tmp_path: Path, key: str) ->
     report, [record] = run_model(tmp_path, closed, max_attempts=2, **FAST)
     assert report.exit_status == 1
     assert "cannot connect to http://127.0.0.1:" in record["error"] and "gave up after 2 attempts" in record["error"]
+    assert "ConnectError: " in record["error"] and "[Errno 111]" in record["error"]  # the cause, not a blank
 
 
 def test_concurrency_reaches_its_limit(tmp_path: Path, key: str) -> None:

@@ -58,6 +58,8 @@ class Result:
     retry_after: float | None = None
     attempts: int = 1
     warnings: list[str] = field(default_factory=list)
+    # The model the server says it served (an API's ``model`` or ``modelVersion``), when it says.
+    served_model: str | None = None
     # Log-likelihood requests: per continuation, the summed log-probability and whether it is the greedy output.
     logprobs: list[float] | None = None
     greedy: list[bool] | None = None

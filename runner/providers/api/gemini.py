@@ -3,21 +3,38 @@
 The persona goes in ``system_instruction``. The SDK retries nothing unless asked (no ``retry_options`` here):
 the engine retries. ``GOOGLE_GEMINI_BASE_URL`` or a ``base_url`` in the config entry points it elsewhere
 (the tests' local server).
+
+A reply with no text fails that answer (so the next run asks again): a stop for safety, recitation or a blocked
+prompt is not retried within the run (asking again at once gives the same), an empty reply is. ``modelVersion``
+is recorded as the served model, with a warning when it is not the model asked for.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from typing import Any
 
-from runner.core.credentials import get_key, redact
+from runner.core.credentials import get_key
 from runner.core.errors import ProviderError
-from runner.providers.api.openai import not_json_error, parse_retry_after, status_error
+from runner.providers.api.openai import (
+    decode_error,
+    parse_retry_after,
+    served_model_warning,
+    status_error,
+    transport_error,
+)
 from runner.providers.base import Generator, Request, Result
 
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+GEMINI_HINT = "is the base URL a Gemini API endpoint?"
+# Finish reasons that are the model's (or its filters') final word on this question: no text, and asking again at
+# once gives the same.
+FINAL_STOPS = frozenset({"safety", "prohibited_content", "blocklist", "recitation", "spii", "image_safety",
+                         "image_prohibited_content", "image_recitation", "language"})
+NOTABLE = frozenset({"MEDIUM", "HIGH"})
 
 
 def quota_details(details: Any) -> tuple[bool, float | None]:
@@ -82,22 +99,45 @@ class GeminiGenerator(Generator):
         if not candidates:
             feedback = getattr(response, "prompt_feedback", None)
             reason = getattr(feedback, "block_reason", None)
-            raise ProviderError(f"no answer: the prompt was blocked ({_name(reason)})" if reason
-                                else "no answer: the response has no candidates", retryable=False)
-        parts = (candidates[0].content.parts if candidates[0].content else None) or []
+            if reason:  # the prompt itself was refused: final for this question
+                said = getattr(feedback, "block_reason_message", None)
+                raise ProviderError(f"Gemini blocked the prompt ({_name(reason, upper=True)}): no text"
+                                    f"{_ratings(getattr(feedback, 'safety_ratings', None))}"
+                                    f"{f': {said}' if said else ''}", retryable=False)
+            headers = getattr(getattr(response, "sdk_http_response", None), "headers", None) or {}
+            body = " (HTTP 200 with an empty body)" if str(headers.get("content-length", "")) == "0" else ""
+            raise ProviderError(f"empty reply: the response has no candidates{body}", retryable=True)
+        candidate = candidates[0]
+        parts = (candidate.content.parts if candidate.content else None) or []
         # Thought summaries (part.thought) are not the answer.
         text = "".join(p.text for p in parts if getattr(p, "text", None) and not getattr(p, "thought", False))
+        finish = _name(candidate.finish_reason)
+        if not text.strip() and finish != "max_tokens":
+            if finish in FINAL_STOPS:
+                raise ProviderError(f"Gemini stopped for {_name(candidate.finish_reason, upper=True)}: no text"
+                                    f"{_ratings(candidate.safety_ratings)}", retryable=False)
+            raise ProviderError(f"empty reply: no text, finish_reason {finish}", retryable=True)
         usage = response.usage_metadata
         completion = None
         if usage is not None and (usage.candidates_token_count is not None or usage.thoughts_token_count):
             # Thinking tokens are billed as output: count them as completion tokens (for the cost estimate).
             completion = (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)
-        result = Result(text=text, latency_s=latency, finish_reason=_name(candidates[0].finish_reason),
+        result = Result(text=text, latency_s=latency, finish_reason=finish,
                         prompt_tokens=usage.prompt_token_count if usage else None, completion_tokens=completion)
-        if not text.strip() and result.finish_reason == "max_tokens":
+        if not text.strip():  # finish_reason max_tokens: kept, with a warning (the same limit gives the same)
             # Gemini 2.5 and 3 think first, and the thinking counts towards max_output_tokens.
             result.warnings.append("empty answer: the token limit was used up (thinking tokens count towards it); "
                                    "raise --max-new-tokens")
+        elif finish in FINAL_STOPS:
+            result.warnings.append(f"Gemini stopped for {_name(candidate.finish_reason, upper=True)} after "
+                                   f"{len(text)} characters: the answer is cut short"
+                                   f"{_ratings(candidate.safety_ratings)}")
+        served = getattr(response, "model_version", None)
+        if isinstance(served, str) and served.strip():
+            result.served_model = served.strip()[:200]
+            warning = served_model_warning(self.spec.model_id, served)
+            if warning:
+                result.warnings.append(warning)
         return result
 
     def classify(self, error: BaseException) -> ProviderError:
@@ -116,12 +156,14 @@ class GeminiGenerator(Generator):
                                 quota_exhausted=error.code == 429 and exhausted,
                                 retry_after=retry_after if retry_after is not None else retry_info, hint=hint)
         if isinstance(error, (errors.UnknownApiResponseError, json.JSONDecodeError)):
-            return not_json_error(str(error), "is the base URL a Gemini API endpoint?")
+            return decode_error(error, GEMINI_HINT)
         name = type(error).__name__
         if "Timeout" in name:  # httpx2.TimeoutException and subclasses (the SDK lets them through)
             return ProviderError(f"timed out after {self.settings.timeout_s:g} s", retryable=True)
         if _is_transport_error(error):
-            return ProviderError(redact(f"cannot connect to the Gemini API: {name}: {error}"), retryable=True)
+            where = (self.spec.base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL", "").strip()
+                     or "the Gemini API")
+            return transport_error(error, where)
         return super().classify(error)
 
     async def aclose(self) -> None:
@@ -138,11 +180,24 @@ class GeminiGenerator(Generator):
         self._client = None
 
 
-def _name(value: Any) -> str | None:
-    """An SDK enum (FinishReason.STOP) as plain lower-case text ("stop")."""
+def _name(value: Any, upper: bool = False) -> str | None:
+    """An SDK enum (FinishReason.STOP) as plain lower-case text ("stop"), or as Google spells it ("STOP")."""
     if value is None:
         return None
-    return str(getattr(value, "name", value)).lower()
+    name = str(getattr(value, "name", value))
+    return name.upper() if upper else name.lower()
+
+
+def _ratings(ratings: Any) -> str:
+    """`` (DANGEROUS_CONTENT: HIGH, blocked)``: the safety ratings that blocked, or rated MEDIUM or HIGH."""
+    shown = []
+    for rating in ratings or []:
+        probability = _name(getattr(rating, "probability", None), upper=True)
+        blocked = bool(getattr(rating, "blocked", False))
+        if blocked or probability in NOTABLE:
+            category = (_name(getattr(rating, "category", None), upper=True) or "?").removeprefix("HARM_CATEGORY_")
+            shown.append(f"{category}: {probability or '?'}{', blocked' if blocked else ''}")
+    return f" ({'; '.join(shown)})" if shown else ""
 
 
 def _is_transport_error(error: BaseException) -> bool:

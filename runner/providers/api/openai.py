@@ -4,8 +4,13 @@ The SDK's own retries are off (``max_retries=0``): the engine retries, once, in 
 system message (the ``developer`` message for o-series and gpt-5 reasoning models). ``max_completion_tokens`` is
 sent, and when a compatible server refuses it, ``max_tokens`` from then on.
 
+A reply with no text fails that answer (so the next run asks again): an empty one is retried within the run, a
+refusal or a content-filter stop is not (asking again at once gives the same). The model the server says it served
+is recorded, with a warning when it is not the one asked for (a dated snapshot of it is).
+
 This module imports the SDK only inside ``load``/``classify``, so the helpers here (``parse_retry_after``,
-``status_error``) are cheap to import from the Gemini provider too.
+``status_error``, ``body_error``, ``transport_error``, ``served_model_warning``) are cheap to import from the Gemini
+provider too.
 """
 
 from __future__ import annotations
@@ -36,6 +41,10 @@ REASONING_MODEL = re.compile(r"^(?:openai/)?(?:o\d|gpt-5)(?:[-.:]|$)", re.IGNORE
 REFUSED_PARAM = re.compile(r"unrecogni[sz]ed|unsupported|not supported|unknown|unexpected|extra|not permitted|"
                            r"not allowed|invalid (?:field|param|argument)", re.IGNORECASE)
 MAX_MESSAGE = 400
+OPENAI_HINT = "is the base URL an OpenAI-compatible API ending in /v1?"
+# What may follow a requested model id in the served one and still name the same model: a dated or numbered
+# snapshot (gpt-4o-2024-08-06, gpt-4-0613, gemini-1.5-flash-002, claude-3-5-sonnet@20240620) or Ollama's :latest.
+SNAPSHOT_SUFFIX = re.compile(r"^(?:(?:-\d+)+|@\d+|:latest)$")
 
 
 def is_reasoning_model(model_id: str) -> bool:
@@ -70,7 +79,7 @@ def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
 def status_error(status: int, message: str, *, quota_exhausted: bool = False, retry_after: float | None = None,
                  hint: str = "") -> ProviderError:
     """A ProviderError for an HTTP status: 408/409/429/5xx retryable, other statuses (and used-up quotas) not."""
-    message = redact(" ".join(str(message).split()))[:MAX_MESSAGE]
+    message = redact(" ".join(str(message).split()), limit=MAX_MESSAGE)  # cut before scanning: linear, bounded
     if quota_exhausted:
         return ProviderError(f"HTTP {status}: quota exhausted, not retried: {message}", retryable=False)
     retryable = status in RETRYABLE_STATUS or status >= 500
@@ -80,11 +89,117 @@ def status_error(status: int, message: str, *, quota_exhausted: bool = False, re
                          retry_after=retry_after if retryable else None)
 
 
-def not_json_error(detail: str, hint: str = "is the base URL an OpenAI-compatible API ending in /v1?") -> ProviderError:
+def not_json_error(detail: str, hint: str = OPENAI_HINT) -> ProviderError:
     """The server answered 200 with something that is not JSON: most often a base URL that is not an API."""
     # Not retried: a wrong base URL (a web page, a proxy login) does not heal by waiting; a proxy that breaks
     # now and then sends 502/503, which are retried.
-    return ProviderError(f"the server's answer is not JSON ({hint}): {redact(detail)[:200]}", retryable=False)
+    return ProviderError(f"the server's answer is not JSON ({hint}): {redact(detail, limit=200)}", retryable=False)
+
+
+def body_error(text: str, hint: str = OPENAI_HINT) -> ProviderError:
+    """A 200 whose body does not parse as JSON, by what it looks like.
+
+    Empty, or JSON cut off before its end (a connection or proxy that broke mid-reply): retryable, as asking again
+    gets the whole answer. JSON that is whole but malformed, or not JSON at all (a web page, a proxy login: most
+    often a base URL that is not an API): not retried, with ``hint``.
+    """
+    body = text.strip()
+    if not body:
+        return ProviderError("empty reply: the server answered HTTP 200 with an empty body", retryable=True)
+    if body[0] in "{[":
+        if _cut_off(body):
+            tail = redact(" ".join(body[-60:].split()))
+            return ProviderError(f"truncated reply: the server's JSON stops before its end after {len(text)} "
+                                 f"characters (…{tail})", retryable=True)
+        return ProviderError(f"the server's answer is malformed JSON ({hint}): {redact(body, limit=200)}",
+                             retryable=False)
+    return not_json_error(text, hint)
+
+
+def decode_error(error: BaseException, hint: str = OPENAI_HINT) -> ProviderError:
+    """``body_error`` for an SDK's JSON decoding exception (the body is the JSONDecodeError's ``doc``)."""
+    for link in _chain(error):
+        if isinstance(link, json.JSONDecodeError):
+            return body_error(link.doc, hint)
+    return not_json_error(str(error), hint)
+
+
+def _cut_off(body: str) -> bool:
+    """True when ``body`` (starting with ``{`` or ``[``) stops inside a string or an open object or array, and no
+    bracket closed out of turn before that: the beginning of a JSON document whose end is missing."""
+    closers: list[str] = []
+    in_string = escaped = False
+    for ch in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            closers.append("}" if ch == "{" else "]")
+        elif ch in "}]" and (not closers or closers.pop() != ch or not closers):
+            return False  # out of turn, or the document ended: whatever is wrong is not a missing end
+    return bool(closers)
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """The exception and its causes (``__cause__``, else ``__context__``), outermost first."""
+    chain: list[BaseException] = []
+    link: BaseException | None = error
+    while link is not None and all(link is not seen for seen in chain):
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    return chain
+
+
+def _type_name(error: BaseException) -> str:
+    module = type(error).__module__.split(".")[0]
+    return type(error).__name__ if module == "builtins" else f"{module}.{type(error).__name__}"
+
+
+def describe_chain(error: BaseException) -> str:
+    """``httpx.ReadError: [Errno 104] Connection reset by peer``: the outer exception's type and every distinct
+    message along its causes (transport errors often carry an empty message and the detail in a cause)."""
+    messages: list[str] = []
+    for link in _chain(error):
+        message = " ".join(str(link).split())
+        if message and not any(message in seen for seen in messages):
+            messages.append(message)
+    return ": ".join([_type_name(error), *messages])
+
+
+def transport_error(error: BaseException, where: str) -> ProviderError:
+    """A connection that failed or broke, said as what happened with its cause chain; always retryable."""
+    chain = _chain(error)
+    names = {type(link).__name__ for link in chain}
+    text = " ".join(str(link) for link in chain).lower()
+    if names & {"ConnectError", "ConnectionRefusedError", "ConnectTimeout", "gaierror"}:
+        what = f"cannot connect to {where}"
+    elif "ConnectionResetError" in names or "connection reset" in text:
+        doing = "sending the request" if "WriteError" in names else "reading the reply"
+        what = f"connection reset by the server ({where}) while {doing}"
+    elif "complete message body" in text or "incomplete" in text:
+        what = f"truncated reply: the connection to {where} closed mid-body"
+    elif "without sending a response" in text or "disconnected" in text:
+        what = f"the server ({where}) closed the connection without replying"
+    else:
+        what = f"connection error with {where}"
+    return ProviderError(redact(f"{what} ({describe_chain(error)})", limit=MAX_MESSAGE), retryable=True)
+
+
+def served_model_warning(requested: str, served: Any) -> str | None:
+    """A warning when the model a server says it served is not the one asked for; None when it is, or is a dated
+    snapshot of it (``gpt-4o`` served as ``gpt-4o-2024-08-06``), or the server does not say."""
+    if not isinstance(served, str) or not served.strip():
+        return None
+    want, got = requested.rsplit("/", 1)[-1].lower(), served.strip().rsplit("/", 1)[-1].lower()
+    if got == want or (got.startswith(want) and SNAPSHOT_SUFFIX.match(got[len(want):])):
+        return None
+    return f"the server says it served model {served.strip()[:100]!r}, not the requested {requested!r}"
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -159,7 +274,7 @@ class OpenAIGenerator(Generator):
         try:
             return json.loads(text)
         except ValueError:
-            raise not_json_error(text) from None
+            raise body_error(text) from None
 
     async def aloglikelihood(self, request: LoglikRequest) -> Result:
         """Each choice's log-likelihood from the server's ``/completions`` endpoint (``echo``, ``logprobs``), as
@@ -182,10 +297,12 @@ class OpenAIGenerator(Generator):
         try:
             data = json.loads(text)
         except ValueError:
-            raise not_json_error(text) from None
+            raise body_error(text) from None
         sums, greedy, tokens = parse_logprobs(data, prompts, where)
-        return Result(logprobs=sums, greedy=greedy, prompt_tokens=tokens, finish_reason="loglik",
-                      latency_s=time.perf_counter() - start)
+        result = Result(logprobs=sums, greedy=greedy, prompt_tokens=tokens, finish_reason="loglik",
+                        latency_s=time.perf_counter() - start)
+        self._note_served_model(result, data)
+        return result
 
     def _tokenizer(self) -> Any | None:
         """The model's tokenizer when it is available here (token ids are then sent, split as the harness splits
@@ -210,20 +327,37 @@ class OpenAIGenerator(Generator):
     def _result(self, data: Any, latency: float) -> Result:
         choices = data.get("choices") if isinstance(data, dict) else None
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            shown = redact(json.dumps(data, ensure_ascii=False))[:200]
+            shown = redact(json.dumps(data, ensure_ascii=False), limit=200)
             raise ProviderError(f"the server's answer has no choices: {shown}", retryable=False)
-        message = _mapping(choices[0].get("message"))
-        text = message.get("content") or message.get("refusal") or ""
+        choice = choices[0]
+        message = _mapping(choice.get("message"))
+        content = message.get("content")
+        text = content if isinstance(content, str) else "" if content is None else str(content)
+        finish = choice.get("finish_reason")
+        if not text.strip() and finish != "length":
+            raise _empty_reply(content, finish, message, choice)
         usage = _mapping(data.get("usage"))
-        result = Result(text=text if isinstance(text, str) else str(text), latency_s=latency,
-                        finish_reason=choices[0].get("finish_reason"),
+        result = Result(text=text, latency_s=latency, finish_reason=finish,
                         prompt_tokens=_count(usage.get("prompt_tokens")),
                         completion_tokens=_count(usage.get("completion_tokens")))
-        if not result.text.strip() and result.finish_reason == "length":
-            # Reasoning models spend max_completion_tokens on hidden reasoning first.
+        if not text.strip():  # finish_reason "length"
+            # Reasoning models spend max_completion_tokens on hidden reasoning first. Kept, with a warning: asking
+            # again with the same limit gives the same.
             result.warnings.append("empty answer: the token limit was reached (reasoning tokens count towards "
                                    "it); raise --max-new-tokens")
+        elif finish == "content_filter":
+            result.warnings.append(f"the answer was cut short by the content filter{_filtered(choice)}")
+        self._note_served_model(result, data)
         return result
+
+    def _note_served_model(self, result: Result, data: dict[str, Any]) -> None:
+        """Record the model the server says it served, and warn when it is not the one asked for."""
+        served = data.get("model")
+        if isinstance(served, str) and served.strip():
+            result.served_model = served.strip()[:200]
+            warning = served_model_warning(self.spec.model_id, served)
+            if warning:
+                result.warnings.append(warning)
 
     def classify(self, error: BaseException) -> ProviderError:
         """429 (but not an exhausted quota), 408, 409, 5xx, connection errors and timeouts are retryable."""
@@ -234,9 +368,7 @@ class OpenAIGenerator(Generator):
         if isinstance(error, openai.APITimeoutError):
             return ProviderError(f"timed out after {self.settings.timeout_s:g} s", retryable=True)
         if isinstance(error, openai.APIConnectionError):
-            cause = error.__cause__ or error
-            return ProviderError(redact(f"cannot connect to {self._where()}: {type(cause).__name__}: {cause}"),
-                                 retryable=True)
+            return transport_error(error.__cause__ or error, self._where())
         if isinstance(error, openai.APIStatusError):
             body = error.body if isinstance(error.body, dict) else {}
             detail = body.get("error") if isinstance(body.get("error"), dict) else body
@@ -246,7 +378,7 @@ class OpenAIGenerator(Generator):
                                 retry_after=parse_retry_after(error.response.headers),
                                 hint=_hint(error.status_code, self.base_url))
         if isinstance(error, (openai.APIResponseValidationError, json.JSONDecodeError)):
-            return not_json_error(str(error))
+            return decode_error(error)
         return super().classify(error)
 
     def _where(self) -> str:
@@ -272,6 +404,34 @@ def tls_context() -> ssl.SSLContext:
     import certifi
 
     return ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or certifi.where())
+
+
+def _empty_reply(content: Any, finish: Any, message: dict[str, Any], choice: dict[str, Any]) -> ProviderError:
+    """Why a chat completion has no text. A refusal, a content-filter stop or tool calls are the model's final word
+    for this question: not retried within the run (the next run asks again). A plain empty reply is retried."""
+    shown = "null" if content is None else "empty" if content == "" else "blank"
+    said = f"empty reply: content {shown}, finish_reason {finish}"
+    refusal = message.get("refusal")
+    if isinstance(refusal, str) and refusal.strip():
+        return ProviderError(f"the model refused: {' '.join(refusal.split())[:MAX_MESSAGE]} ({said})",
+                             retryable=False)
+    if finish == "content_filter":
+        return ProviderError(f"{said}: stopped by the content filter{_filtered(choice)}", retryable=False)
+    calls = message.get("tool_calls") or message.get("function_call")
+    if calls:
+        items = calls if isinstance(calls, list) else [calls]
+        names = [str(_mapping(_mapping(c).get("function", c)).get("name") or "?") for c in items]
+        return ProviderError(f"{said}: the model called tools ({', '.join(names)[:200]}) instead of answering",
+                             retryable=False)
+    return ProviderError(said, retryable=True)
+
+
+def _filtered(choice: dict[str, Any]) -> str:
+    """`` (hate: high, violence: medium)``: the categories Azure's ``content_filter_results`` says were filtered."""
+    results = _mapping(choice.get("content_filter_results"))
+    hits = [f"{name}: {_mapping(v).get('severity') or 'filtered'}" for name, v in results.items()
+            if _mapping(v).get("filtered")]
+    return f" ({', '.join(hits)})" if hits else ""
 
 
 def _hint(status: int, base_url: str | None) -> str:

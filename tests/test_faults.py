@@ -157,3 +157,38 @@ def test_sigkill_mid_run_nothing_lost_nothing_redone(tmp_path: Path) -> None:
     assert all(r["error"] is None for r in final.values())
     assert not list(folder.glob("*.tmp"))
     assert_key_nowhere(tmp_path, rerun.stdout, rerun.stderr)
+
+
+def test_saves_that_fail_lose_no_other_paid_answer(tmp_path: Path) -> None:
+    """Answers whose records cannot be written fail alone: every other answer the server sent is saved."""
+    total = 16
+    write_jsonl(tmp_path / "questions.jsonl", [{"question": f"Question {i}: what is drug {i}?"} for i in range(total)])
+    folder = tmp_path / "outputs" / "questions" / "oncology-researcher" / "savefail"
+    unsavable = (2, 7, 11, 16)
+    for n in unsavable:
+        (folder / f"{n}.json").mkdir(parents=True)
+    log = tmp_path / "log.jsonl"
+    server, port = spawn(tmp_path, "--delay", "0.02", "--log-file", str(log))
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        first = run_cli(tmp_path, "--models", "openai:savefail", "--concurrency", "4", base_url=base_url)
+        assert first.returncode == 1, first.stderr
+        assert "Traceback" not in first.stderr
+        assert request_count(log) == total  # all sixteen were answered (and paid for)...
+        saved = {int(p.stem) for p in folder.glob("*.json") if p.is_file()}
+        assert saved == set(range(1, total + 1)) - set(unsavable)  # ...and all twelve others kept
+        for n in unsavable:
+            assert f"question {n}: could not save the answer to {Path('outputs/questions/oncology-researcher')}" \
+                   f"/savefail/{n}.json: Is a directory" in first.stderr
+        assert f"{len(unsavable)} answer(s) could not be saved" in first.stdout
+        manifest = json.loads(next((tmp_path / "outputs" / "runs").glob("*.json")).read_text())
+        assert manifest["status"] == "finished"
+        for n in unsavable:
+            (folder / f"{n}.json").rmdir()
+        second = run_cli(tmp_path, "--models", "openai:savefail", "--concurrency", "4", base_url=base_url)
+        assert second.returncode == 0, second.stderr
+        assert request_count(log) == total + len(unsavable)  # only the unsaved ones were asked again
+    finally:
+        server.kill()
+        server.wait()
+    assert_key_nowhere(tmp_path, first.stdout, first.stderr, second.stdout, second.stderr)

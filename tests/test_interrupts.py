@@ -115,3 +115,33 @@ def test_sigkill_of_a_loglik_run_then_rerun_skips_what_was_saved(tmp_path: Path)
     for n, record in before.items():  # saved results were kept, not scored again
         assert after[n]["run_id"] == record["run_id"]
     assert "| fake:slow" in rerun.stdout or "slow" in rerun.stdout  # then the scores are printed
+
+
+def test_a_killed_runs_manifest_reads_interrupted_or_killed(tmp_path: Path) -> None:
+    """A run killed outright never closes its manifest; readers see that its process is gone."""
+    from runner.engine.manifest import run_status
+
+    make_questions(tmp_path)
+    folder = tmp_path / "outputs" / "questions" / "oncology-researcher" / "async-echo"
+    proc = start_run(tmp_path)
+    wait_for_answers(folder, 10)
+    [path] = (tmp_path / "outputs" / "runs").glob("*.json")
+    manifest = json.loads(path.read_text())
+    assert manifest["status"] == "running" and manifest["process"]["pid"] == proc.pid
+    assert run_status(manifest) == "running"  # its process is alive
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    manifest = json.loads(path.read_text())
+    assert manifest["status"] == "running"  # as the kill left it...
+    assert run_status(manifest) == "interrupted or killed"  # ...and as it reads
+    report = subprocess.run([sys.executable, str(REPO / "medical_model_runner.py"), "report"], cwd=tmp_path,
+                            env={**os.environ, "NO_PROGRESS": "1", "PYTHONPATH": str(REPO)}, text=True,
+                            capture_output=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    html = (tmp_path / "outputs" / "report.html").read_text()
+    assert "<td>interrupted or killed</td>" in html and "<td>running</td>" not in html
+    if manifest["process"]["start"] is not None:  # Linux: a process that took the same id later is not the run
+        assert run_status({**manifest, "process": {**manifest["process"], "pid": os.getpid()}}) == \
+            "interrupted or killed"
+    assert run_status({**manifest, "process": {**manifest["process"], "host": "elsewhere"}}) == "running (on elsewhere)"
+    assert run_status({"status": "running"}) == "running or killed"  # a manifest from before processes were recorded

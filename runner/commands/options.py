@@ -44,6 +44,24 @@ def add_cpu_fast_path(parser: argparse.ArgumentParser | argparse._ArgumentGroup)
                              "greedy answers)")
 
 
+def positive_int(value: str) -> int:
+    """An argparse type: a positive integer (``200000`` or ``200_000``)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a positive integer") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError("expected a positive integer")
+    return number
+
+
+def add_max_answer_chars(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--max-answer-chars N`` (``max_answer_chars`` in the settings; None when not given, so a config file counts)."""
+    parser.add_argument("--max-answer-chars", type=positive_int, metavar="N",
+                        help="longest answer text saved (default 200000): a longer answer is cut when saved, its "
+                             "record keeps the full length and a warning; not part of the answer key")
+
+
 def add_output_dir(parser: argparse.ArgumentParser) -> None:
     """The ``--output-dir`` option shared by every sub-command."""
     parser.add_argument("--output-dir", metavar="DIR", help="root of the saved answers (default: outputs)")

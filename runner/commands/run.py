@@ -6,7 +6,14 @@ import argparse
 import os
 from typing import Any
 
-from runner.commands.options import add_cpu_fast_path, add_output_dir, add_set_and_tag, batch_size, csv_list
+from runner.commands.options import (
+    add_cpu_fast_path,
+    add_max_answer_chars,
+    add_output_dir,
+    add_set_and_tag,
+    batch_size,
+    csv_list,
+)
 from runner.core.errors import UsageError
 
 
@@ -34,6 +41,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-attempts", type=int, metavar="N", help="tries per answer on retryable errors (default 5)")
     g.add_argument("--timeout", type=float, dest="timeout_s", metavar="SECONDS",
                    help="per-request timeout for API models (default 120)")
+    add_max_answer_chars(g)
     h = p.add_argument_group("local models", "--quantize, --dtype and --trust-remote-code apply to the models of "
                                              "the providers that the 'models' command marks 'local'")
     h.add_argument("--quantize", choices=["4bit", "8bit", "none"], help="quantize local models (needs CUDA)")
@@ -58,7 +66,7 @@ def execute(args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else RunConfig()
     settings = merge_settings(config.settings, {k: getattr(args, k) for k in (
         "max_new_tokens", "temperature", "top_p", "seed", "batch_size", "concurrency", "max_attempts", "timeout_s",
-        "cpu_fast_path")})
+        "cpu_fast_path", "max_answer_chars")})
     if args.persona and args.system_prompt is not None:
         raise UsageError("give either --persona or --system-prompt, not both")
     system_prompt = args.system_prompt if args.system_prompt is not None else (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+from runner.core.text import sanitize
 from runner.engine import RunReport
 
 
@@ -33,11 +34,21 @@ def format_summary(report: RunReport) -> str:
     if replaced:
         why = f" ({changed} because the question changed)" if changed else ""
         out += f"\nReplaced {replaced} saved answer(s){why}."
+    unsaved = sum(s.unsaved for s in report.summaries)
+    if unsaved:
+        out += (f"\n{unsaved} answer(s) could not be saved (the messages above name the files and the problems); "
+                "they count as failed.")
     if failed:
         out += f"\n{failed} answer(s) failed; run the same command again to retry only those."
+    if report.stopped:
+        not_asked = sum(s.not_asked for s in report.summaries)
+        out += (f"\nStopped early: {report.stopped}. {not_asked} answer(s) were not asked. Free some space and run "
+                "the same command again: saved answers are skipped.")
+    for problem in report.problems:
+        out += f"\nProblem: {problem}"
     return out
 
 
 def print_summary(report: RunReport, stream: TextIO | None = None) -> None:
     """Print the summary table to stdout (or ``stream``)."""
-    print(format_summary(report), file=stream or sys.stdout)
+    print(sanitize(format_summary(report)), file=stream or sys.stdout)  # errors quote servers: no escapes

@@ -31,6 +31,9 @@ class GenerationSettings(BaseModel):
     retry_max_wait_s: float = Field(60.0, ge=0, description="Longest single backoff wait (Retry-After capped too).")
     cpu_fast_path: bool = Field(True, description="Local models on an x86-64 CPU: prefix attention, packed linear "
                                 "layers and the preallocated cache (off: transformers' plain path; same answers).")
+    max_answer_chars: int = Field(200_000, ge=1, le=1_000_000_000,
+                                  description="Longest answer text saved; a longer one is cut when saved (the "
+                                  "record keeps its full length and a warning). Not part of the answer key.")
 
     @field_validator("batch_size")
     @classmethod
@@ -45,7 +48,11 @@ class GenerationSettings(BaseModel):
         return self.temperature == 0.0
 
     def answer_key_fields(self) -> dict[str, Any]:
-        """The settings that change an answer (and so belong in the re-run cache key)."""
+        """The settings that change an answer (and so belong in the re-run cache key).
+
+        Settings that change only how an answer is computed or stored (``batch_size``, ``cpu_fast_path``,
+        ``max_answer_chars``, the retry and timeout settings) are not listed: changing them reuses saved answers.
+        """
         fields: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature}
         if not self.greedy:
             fields["top_p"] = self.top_p

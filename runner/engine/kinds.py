@@ -27,6 +27,7 @@ from runner.engine.loglik import loglik_key, loglik_persona, make_loglik_record,
 from runner.engine.recording import make_record
 from runner.engine.variants import differences
 from runner.providers.base import LoglikRequest, Request, Result
+from runner.tasks.fewshot import FewshotPlan
 from runner.tasks.harness import TARGET_DELIMITER, build_request
 
 if TYPE_CHECKING:
@@ -57,8 +58,8 @@ class Kind:
 
     name: ClassVar[str] = "generate"
 
-    def __init__(self, fewshot: Sequence[Question] = ()) -> None:
-        """``fewshot``: solved examples put in front of each question (only the ``loglik`` kind takes them)."""
+    def __init__(self, fewshot: FewshotPlan | None = None) -> None:
+        """``fewshot``: the solved examples put in front of each question (only the ``loglik`` kind takes them)."""
 
     def personas(self, personas: Sequence[Persona]) -> list[Persona]:
         """The persona folders this kind's records go under."""
@@ -93,7 +94,7 @@ class Kind:
         """The record and body saved for one result."""
         record = make_record(work.question, work.persona, spec, settings, result, work.key, run_id,
                              set_name=set_name, tag=tag)
-        return Saved(record, result.text)
+        return Saved(record, record["text"])  # the text as the record holds it (cut to max_answer_chars)
 
 
 class Generate(Kind):
@@ -139,9 +140,9 @@ class Loglik(Kind):
 
     name: ClassVar[str] = "loglik"
 
-    def __init__(self, fewshot: Sequence[Question] = ()) -> None:
-        self.fewshot = list(fewshot)
-        self.persona = loglik_persona(len(self.fewshot))
+    def __init__(self, fewshot: FewshotPlan | None = None) -> None:
+        self.fewshot = fewshot or FewshotPlan()
+        self.persona = loglik_persona(self.fewshot.k)
 
     def personas(self, personas: Sequence[Persona]) -> list[Persona]:
         """Always the one ``loglik`` persona: the harness sends no system prompt."""
@@ -154,7 +155,7 @@ class Loglik(Kind):
 
     def key(self, question: Question, persona: Persona, spec: ModelSpec, settings: GenerationSettings) -> str:
         """The question, its task and answer, the model and the examples (settings do not change the scores)."""
-        return loglik_key(question, spec, self.fewshot)
+        return loglik_key(question, spec, self.fewshot.for_question(question))
 
     def differences(self, record: dict[str, Any], persona: Persona, spec: ModelSpec,
                     settings: GenerationSettings) -> list[str]:
@@ -163,7 +164,7 @@ class Loglik(Kind):
 
     def request(self, work: Work, settings: GenerationSettings) -> LoglikRequest:
         """The harness's context and the choices as continuations (" A" ... " D")."""
-        harness = build_request(work.question, self.fewshot)
+        harness = build_request(work.question, self.fewshot.for_question(work.question))
         return LoglikRequest(work.key, harness.context, tuple(TARGET_DELIMITER + c for c in harness.choices),
                              settings)
 
@@ -180,7 +181,8 @@ class Loglik(Kind):
         """The ``loglik`` record: every choice's log-probability, the acc and acc_norm choices, the prompt."""
         if not result.error:
             try:
-                score = question_score(work.question, build_request(work.question, self.fewshot), result)
+                harness = build_request(work.question, self.fewshot.for_question(work.question))
+                score = question_score(work.question, harness, result)
             except ValueError as exc:
                 result = Result(error=str(exc), latency_s=result.latency_s, attempts=result.attempts)
         if result.error:
@@ -188,7 +190,7 @@ class Loglik(Kind):
                                  set_name=set_name, tag=tag)
             record["kind"] = "loglik"
             return Saved(record, None)
-        record, body = make_loglik_record(work.question, score, spec, settings, work.key, run_id, len(self.fewshot),
+        record, body = make_loglik_record(work.question, score, spec, settings, work.key, run_id, self.fewshot,
                                           result)
         record.update(set=set_name, tag=tag)
         return Saved(record, body)

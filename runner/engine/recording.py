@@ -58,10 +58,30 @@ def make_record(question: Question, persona: Persona, spec: ModelSpec, settings:
         "key": key,
         "run_id": run_id,
     }
+    cap_text(record, settings.max_answer_chars)
+    if result.served_model:  # the model the server says it served, when it says
+        record["served_model"] = result.served_model
     if embedding is not None:
         record["embedding_dim"] = len(embedding)
         record["embedding"] = [round(float(x), 7) for x in embedding]
     return record
+
+
+def cap_text(record: dict[str, Any], limit: int) -> None:
+    """Cut an answer longer than ``limit`` characters (``max_answer_chars``) in place.
+
+    The record keeps the full length (``text_chars_full``) and a warning that says how to keep whole answers;
+    the ``.txt`` body is the record's (cut) text.
+    """
+    text = record.get("text")
+    if not isinstance(text, str) or len(text) <= limit:
+        return
+    record["text"] = text[:limit]
+    record["text_chars_full"] = len(text)
+    warning = (f"answer cut to its first {limit:,} of {len(text):,} characters when saved (max_answer_chars); "
+               "to keep whole answers, raise it (--max-answer-chars N, or max_answer_chars in the config's "
+               "[settings]) and answer again with --force")
+    record["warnings"] = [*(record.get("warnings") or []), warning]
 
 
 def model_options(spec: ModelSpec) -> dict[str, Any]:

@@ -245,7 +245,7 @@ def mcq_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
             logprobs[letters.index(norm)] = -1.001
         score = QuestionScore(q.n, letters, choices, logprobs, [False] * 4, letters.index(q.answer or ""), "prompt")
         assert (score.letters[score.acc_index], score.letters[score.acc_norm_index]) == (acc, norm)
-        record, body = make_loglik_record(q, score, spec, settings, loglik_key(q, spec, []), "loglik-run", 0)
+        record, body = make_loglik_record(q, score, spec, settings, loglik_key(q, spec, []), "loglik-run")
         record.update(set="mcq", tag=None)
         space.save("loglik", spec.slug, q.n, record, body)
     # ... and its run's manifest, as ``score --scoring loglik`` writes it (naming its sets).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -117,8 +118,25 @@ def test_leaderboard_rows_and_average() -> None:
     assert columns == ["medmcqa", "medqa_4options"]
     assert [(r.label, r.average) for r in rows] == [("fake:canned", 0.75), ("fake:echo", 0.75)]
     text = render_markdown(collect_scores(records))
-    assert "| Model | MedMCQA | MedQA | Average |" in text
+    assert "| Model | MedMCQA | MedQA | Average (unweighted) |" in text
     assert "| fake:echo (medical-exam) | 50.0 ± 50.0 | 100.0 ± 0.0 | 75.0 |" in text
+    assert "Average: unweighted mean over tasks (as the Open Medical LLM Leaderboard)" in text
+
+
+def test_the_weighted_average_is_the_accuracy_over_all_questions(tmp_path: Path) -> None:
+    # MedQA 3 of 3 right, MedMCQA 1 of 4: unweighted (1 + 0.25) / 2, weighted by size 4 / 7
+    records = [record(1, "C"), record(2, "C"), record(3, "C"), record(4, "C", task="medmcqa"),
+               *(record(n, "A", task="medmcqa") for n in (5, 6, 7))]
+    scores = collect_scores(records)
+    (row,) = leaderboard(scores, "weighted")[1]
+    assert row.average == pytest.approx(4 / 7) and row.weighted == pytest.approx(4 / 7)
+    assert row.unweighted == pytest.approx(0.625) and leaderboard(scores)[1][0].average == pytest.approx(0.625)
+    text = render_markdown(scores, "weighted")
+    assert "| Average (weighted) |" in text and "| 57.1 |" in text and "weighted by their number of questions" in text
+    data = json.loads(write_outputs(scores, tmp_path, "weighted")["json"].read_text())
+    (entry,) = data["leaderboard"]
+    assert entry["average_kind"] == "weighted" and entry["average"] == pytest.approx(4 / 7)
+    assert entry["average_unweighted"] == pytest.approx(0.625)
 
 
 def test_incomplete_rows_are_marked() -> None:
@@ -176,9 +194,21 @@ def test_fewshot_examples_reach_the_model(cli: Callable[..., Any], tmp_path: Pat
     assert done.returncode == 0, done.stderr
     # questions with examples in front are a question set of their own
     saved = json.loads((tmp_path / "outputs" / "medqa_hf-2shot" / "medical-exam" / "echo" / "1.json").read_text())
+    # the harness's default sampler: random.Random(1234).sample(pool, 2) for the first question
+    smoker, croup = "Question: A 60-year-old smoker", "Question: A child has a barking cough"
+    order = [(smoker, "Answer: B"), (croup, "Answer: A")]
+    order = [order[i] for i in random.Random(1234).sample(range(2), 2)]
     first, second, question = saved["question"].split("\n\n", 2)
-    assert first.startswith("Question: A 60-year-old smoker") and first.endswith("Answer: B")
-    assert second.endswith("Answer: A") and question.startswith("A 58-year-old man")
+    assert first.startswith(order[0][0]) and first.endswith(order[0][1])
+    assert second.startswith(order[1][0]) and second.endswith(order[1][1]) and question.startswith("A 58-year-old man")
+    # --fewshot-sampler first: the first K of the file, in order
+    done = cli("score", "--data", str(FIXTURES / "medqa_hf.jsonl"), "--limit", "1", "--models", "fake:echo",
+               "--num-fewshot", "2", "--fewshot-file", str(FIXTURES / "medqa_hf_dev.jsonl"),
+               "--fewshot-sampler", "first", "--set", "first")
+    assert done.returncode == 0, done.stderr
+    saved = json.loads((tmp_path / "outputs" / "first" / "medical-exam" / "echo" / "1.json").read_text())
+    first, second, _ = saved["question"].split("\n\n", 2)
+    assert first.startswith(smoker) and second.startswith(croup)
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -195,3 +225,12 @@ def test_usage_errors(cli: Callable[..., Any], tmp_path: Path, args: list[str], 
     done = cli("score", *args)
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert not (tmp_path / "outputs").exists()  # nothing written
+
+
+def test_score_average_flag(cli: Callable[..., Any], tmp_path: Path) -> None:
+    done = cli("score", "--data", str(FIXTURES / "medqa_hf.jsonl"), "--models", "fake:echo", "--average", "weighted")
+    assert done.returncode == 0, done.stderr
+    assert "Average (weighted)" in done.stdout
+    assert "Average (weighted)" in (tmp_path / "outputs" / "leaderboard.md").read_text()
+    bad = cli("score", "--average", "median")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr

@@ -243,8 +243,10 @@ def test_loglik_results_made_with_other_examples_are_a_variant(tmp_path: Path) -
                         answer="B")]
 
     def score(shots: list[Question], **kw: Any) -> Any:
+        from runner.tasks.fewshot import plan_fewshot
+
         return run([q], ["fake:echo"], settings=GenerationSettings(), output_dir=tmp_path, progress=False,
-                   question_set="mcq", kind="loglik", fewshot=shots, **kw)
+                   question_set="mcq", kind="loglik", fewshot=plan_fewshot([q], shots, 1), **kw)
 
     first = score(shots_a)
     assert first.summaries[0].answered == 1 and first.summaries[0].persona == "loglik-1shot"

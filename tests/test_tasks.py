@@ -74,13 +74,20 @@ def test_family_of_maps_every_known_task_name_and_alias() -> None:
     assert harness.task_family("my_custom_task") == "medqa" and harness.task_family(None) == "medqa"
 
 
-def test_hub_datasets_belong_to_their_family() -> None:
+def test_hub_datasets_are_the_harness_tasks_splits() -> None:
+    # lm-evaluation-harness 0.4.13's task YAMLs: dataset_path, dataset_name, test_split, and the few-shot split
+    # (fewshot_split, else training_split)
     assert registry.hub_dataset("medqa") == (registry.family_by_format("medqa"),
-                                            HubDataset("GBaker/MedQA-USMLE-4-options-hf", None, "test"))
-    assert registry.hub_dataset("mmlu_anatomy")[1] == HubDataset("cais/mmlu", "anatomy", "test")  # type: ignore[index]
-    assert registry.hub_dataset("pubmedqa")[1].config == "pqa_labeled"  # type: ignore[index]
-    assert registry.hub_dataset("medmcqa")[1].split == "validation"  # type: ignore[index]
+                                            HubDataset("GBaker/MedQA-USMLE-4-options-hf", None, "test", "train"))
+    assert registry.hub_dataset("mmlu_anatomy")[1] == HubDataset("cais/mmlu", "anatomy", "test",  # type: ignore[index]
+                                                                 "dev")
+    assert registry.hub_dataset("pubmedqa")[1] == HubDataset(  # type: ignore[index]
+        "bigbio/pubmed_qa", "pubmed_qa_labeled_fold0_source", "test", "train")
+    assert registry.hub_dataset("medmcqa")[1] == HubDataset(  # type: ignore[index]
+        "openlifescienceai/medmcqa", None, "validation", "train")
     assert registry.hub_dataset("someone/else") is None
+    assert registry.family_by_format("mmlu").fewshot_sampler == "first_n"
+    assert {registry.family_by_format(f).fewshot_sampler for f in ("medqa", "medmcqa", "pubmedqa")} == {"default"}
 
 
 def test_leaderboard_order_comes_from_the_families() -> None:

@@ -17,11 +17,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runner.commands.options import add_cpu_fast_path, add_filters, add_output_dir, batch_size
-from runner.core.errors import UsageError
+from runner.commands.options import add_cpu_fast_path, add_filters, add_max_answer_chars, add_output_dir, batch_size
+from runner.core.errors import RunnerError, UsageError
 from runner.core.questions import Question
 from runner.core.store import SetRef
+from runner.tasks.fewshot import FEWSHOT_SEED, SAMPLERS, FewshotPlan, plan_fewshot
+from runner.tasks.harness import HARNESS_VERSION
 from runner.tasks.registry import DEFAULT_PERSONA, dataset_hints, family_of, format_names
+from runner.views.scores import AVERAGES
 
 log = logging.getLogger("runner")
 EXAM_PERSONA = DEFAULT_PERSONA
@@ -37,6 +40,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="generate: extract the letter from saved free-text answers (every provider; default); "
                              "loglik: log-likelihood of each choice, as lm-evaluation-harness (hf: models, or openai: "
                              "models served by vLLM, SGLang or llama.cpp's server through /v1/completions)")
+    parser.add_argument("--average", choices=AVERAGES, default="unweighted",
+                        help="the leaderboard's average: unweighted mean over tasks (default, as the Open Medical LLM "
+                             "Leaderboard) or weighted by each task's number of questions (as lm-evaluation-harness's "
+                             "multimedqa group)")
     src = parser.add_argument_group("questions to answer first (with --models)")
     src.add_argument("--questions", metavar="PATH", help="a questions JSONL file (the run format)")
     src.add_argument("--data", action="append", metavar="FILE",
@@ -52,13 +59,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--limit", type=int, metavar="N", help="only the first N questions of each source")
     src.add_argument("--num-fewshot", type=int, default=0, metavar="K",
                      help="put K solved examples in front of each question (default 0: zero-shot)")
-    src.add_argument("--fewshot-file", metavar="FILE", help="where the solved examples come from (first K)")
-    src.add_argument("--fewshot-split", metavar="NAME", help="with --dataset: the split the examples come from")
+    src.add_argument("--fewshot-file", metavar="FILE", help="where the solved examples come from")
+    src.add_argument("--fewshot-split", metavar="NAME",
+                     help="with --dataset: the split the examples come from (default: the one the harness uses, "
+                          "train, or dev for MMLU)")
+    src.add_argument("--fewshot-sampler", choices=SAMPLERS, default="harness",
+                     help="harness (default): each task's own sampler, as lm-evaluation-harness "
+                          f"{HARNESS_VERSION} draws examples (seeded random, seed {FEWSHOT_SEED}, for MedQA, MedMCQA "
+                          "and PubMedQA; the first K for MMLU); first: the first K for every task")
     gen = parser.add_argument_group("answering")
     gen.add_argument("--max-new-tokens", type=int, metavar="N", help="most tokens per free-text answer (default 512)")
     gen.add_argument("--batch-size", type=batch_size, metavar="N|auto", help="local models: prompts per batch")
     gen.add_argument("--concurrency", type=int, metavar="N", help="API models: requests in flight")
     add_cpu_fast_path(gen)
+    add_max_answer_chars(gen)
     gen.add_argument("--tag", metavar="NAME",
                      help="save these answers as a named variant, beside answers made with other settings")
     gen.add_argument("--force", action="store_true",
@@ -78,17 +92,19 @@ def execute(args: argparse.Namespace) -> int:
         raise UsageError("--limit must be a positive number")
     check_tag(args.tag)
     sources = _question_sets(args)
-    fewshot = _fewshot_examples(args) if args.num_fewshot else []
+    pool = _fewshot_pool(args) if args.num_fewshot else None
     status = 0
     if sources is not None and not args.models:
         raise UsageError("--models is needed to answer the questions (or leave out the question source to score "
                          "what is saved)")
     if args.scoring == "loglik" and args.models:
-        status = _run_loglik(args, sources, fewshot, output_dir)
+        status = _run_loglik(args, sources, pool, output_dir)
     elif sources is not None:
-        if fewshot:
-            sources = [(_fewshot_set(ref, len(fewshot), args), [_with_examples(q, fewshot) for q in questions])
-                       for ref, questions in sources]
+        if pool is not None:
+            planned = [(ref, questions, _plan(args, questions, pool)) for ref, questions in sources]
+            sources = [(_fewshot_set(ref, args.num_fewshot, args),
+                        [_with_examples(q, plan.for_question(q)) for q in questions])
+                       for ref, questions, plan in planned]
         status = _run_generate(args, sources, output_dir)
     personas = set(args.persona) if args.persona else (
         {p for _, qs in sources for p in _family_personas(qs)} if sources is not None else None)
@@ -100,8 +116,8 @@ def execute(args: argparse.Namespace) -> int:
                          f"{', '.join(snapshot.set_names) or '(none)'}")
     scores = collect_scores(snapshot.records, models=_model_names(args.models),
                             personas=personas, questions=wanted, sets=sets)
-    paths = write_outputs(scores, output_dir)
-    print(render_markdown(scores), end="")
+    paths = write_outputs(scores, output_dir, args.average)
+    print(render_markdown(scores, args.average), end="")
     for warning in truncation_warnings(scores):
         log.warning("warning: %s", warning)
     print(f"Scores: {paths['json']}; leaderboard: {paths['markdown']}"
@@ -116,7 +132,7 @@ def _question_sets(args: argparse.Namespace) -> QuestionSets | None:
     """The multiple-choice question sets named on the command line (one per file or dataset), or None."""
     from runner.core.questions import load_questions
     from runner.core.store import SetRef, set_name_for
-    from runner.tasks.loaders import load_benchmark, load_hub_dataset
+    from runner.tasks.loaders import hub_source, load_benchmark, load_hub_dataset
 
     chosen = [flag for flag, value in (("--questions", args.questions), ("--data", args.data),
                                        ("--dataset", args.dataset)) if value]
@@ -137,7 +153,11 @@ def _question_sets(args: argparse.Namespace) -> QuestionSets | None:
         ref = SetRef(name=args.question_set or set_name_for(args.dataset.rstrip("/").replace("/", "_")),
                      source=f"dataset:{args.dataset}:{args.subset or ''}:{args.split or ''}",
                      explicit=bool(args.question_set))
-        return [(ref, load_hub_dataset(args.dataset, args.format, args.split, args.subset, args.task, args.limit))]
+        questions = load_hub_dataset(args.dataset, args.format, args.split, args.subset, args.task, args.limit)
+        _, where = hub_source(args.dataset)
+        source = dataclasses.replace(where, config=args.subset or where.config)
+        log.info("%s: %d question(s) from %s", args.dataset, len(questions), source.describe(args.split))
+        return [(ref, questions)]
     return None
 
 
@@ -148,23 +168,35 @@ def _fewshot_set(ref: SetRef, k: int, args: argparse.Namespace) -> SetRef:
     return ref if args.question_set else dc.replace(ref, name=f"{ref.name}-{k}shot")
 
 
-def _fewshot_examples(args: argparse.Namespace) -> list[Question]:
-    """The first K solved examples from --fewshot-file or --fewshot-split (the harness's first_n sampler)."""
-    from runner.tasks.loaders import load_benchmark, load_hub_dataset
+Pool = tuple[list["Question"], str]
 
-    k = args.num_fewshot
+
+def _fewshot_pool(args: argparse.Namespace) -> Pool:
+    """Every solved example of --fewshot-file (or the --dataset's few-shot split) and where they came from."""
+    from runner.tasks.loaders import hub_source, load_benchmark, load_hub_dataset
+
     if args.fewshot_file:
-        examples = load_benchmark(args.fewshot_file, args.format, args.task, limit=k)
-        where = args.fewshot_file
-    elif args.fewshot_split and args.dataset:
-        examples = load_hub_dataset(args.dataset, args.format, args.fewshot_split, args.subset, args.task, limit=k)
-        where = f"{args.dataset} split {args.fewshot_split}"
-    else:
-        raise UsageError("--num-fewshot needs --fewshot-file FILE (or --dataset with --fewshot-split): the examples "
-                         "must not come from the questions being scored")
-    if len(examples) < k:
-        raise UsageError(f"--num-fewshot {k}: {where} has only {len(examples)} example(s)")
-    return examples
+        return load_benchmark(args.fewshot_file, args.format, args.task), args.fewshot_file
+    if args.dataset:
+        _, where = hub_source(args.dataset)
+        split = args.fewshot_split or where.fewshot_split
+        if split:
+            examples = load_hub_dataset(args.dataset, args.format, split, args.subset, args.task)
+            source = dataclasses.replace(where, config=args.subset or where.config)
+            log.info("few-shot examples: %d from %s", len(examples), source.describe(split))
+            return examples, f"{args.dataset} split {split}"
+    raise UsageError("--num-fewshot needs --fewshot-file FILE (or --dataset, with --fewshot-split where the dataset "
+                     "has no known few-shot split): where the solved examples come from")
+
+
+def _plan(args: argparse.Namespace, questions: list[Question], pool: Pool) -> FewshotPlan:
+    """The examples in front of each question of one set, drawn as the chosen sampler draws them."""
+    examples, where = pool
+    plan = plan_fewshot(questions, examples, args.num_fewshot, args.fewshot_sampler, where=where)
+    if plan.overlap:
+        log.warning("note: %d of the scored questions are also in the few-shot pool (%s); none is shown as its own "
+                    "example (the harness leaves it out when the pool is the scored split)", plan.overlap, where)
+    return plan
 
 
 def _with_examples(q: Question, examples: list[Question]) -> Question:
@@ -182,7 +214,8 @@ def _settings(args: argparse.Namespace) -> Any:
 
     return merge_settings(GenerationSettings(), {"max_new_tokens": args.max_new_tokens,
                                                  "batch_size": args.batch_size, "concurrency": args.concurrency,
-                                                 "cpu_fast_path": args.cpu_fast_path})
+                                                 "cpu_fast_path": args.cpu_fast_path,
+                                                 "max_answer_chars": args.max_answer_chars})
 
 
 def _run_generate(args: argparse.Namespace, sources: QuestionSets, output_dir: Path) -> int:
@@ -190,7 +223,7 @@ def _run_generate(args: argparse.Namespace, sources: QuestionSets, output_dir: P
     return _run_sets(args, sources, output_dir, kind=None)
 
 
-def _run_loglik(args: argparse.Namespace, sources: QuestionSets | None, fewshot: list[Question],
+def _run_loglik(args: argparse.Namespace, sources: QuestionSets | None, pool: Pool | None,
                 output_dir: Path) -> int:
     """Score what is missing by log-likelihood (the engine's ``loglik`` kind), one run per question set."""
     from runner.core.store import Store
@@ -199,11 +232,11 @@ def _run_loglik(args: argparse.Namespace, sources: QuestionSets | None, fewshot:
         sources = questions_in_store(Store(output_dir), args.question_set)
         if not sources:
             raise UsageError(f"no multiple-choice questions in {output_dir}; give --questions, --data or --dataset")
-    return _run_sets(args, sources, output_dir, kind="loglik", fewshot=fewshot)
+    return _run_sets(args, sources, output_dir, kind="loglik", pool=pool)
 
 
 def _run_sets(args: argparse.Namespace, sources: QuestionSets, output_dir: Path, kind: str | None,
-              fewshot: list[Question] | None = None) -> int:
+              pool: Pool | None = None) -> int:
     from runner.commands.summary import print_summary
     from runner.engine import run
 
@@ -213,9 +246,13 @@ def _run_sets(args: argparse.Namespace, sources: QuestionSets, output_dir: Path,
         report = run(questions, args.models, args.persona or _family_personas(questions), _settings(args),
                      output_dir=output_dir,
                      force=args.force, progress=_progress(args), questions_path=path, argv=["score", *sys.argv[2:]],
-                     question_set=ref, tag=args.tag, kind=kind, fewshot=fewshot or ())
+                     question_set=ref, tag=args.tag, kind=kind,
+                     fewshot=_plan(args, questions, pool) if pool is not None else None)
         print_summary(report, sys.stderr)
         status = max(status, report.exit_status)
+        if report.stopped:  # a full disk: the next sets would stop at once, and the scores cannot be written
+            raise RunnerError(f"stopped early ({report.stopped}); no scores written. Free some space and run the "
+                              "same command again: saved answers are skipped")
     return status
 
 

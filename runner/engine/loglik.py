@@ -17,7 +17,8 @@ from runner.core.personas import Persona
 from runner.core.questions import Question
 from runner.engine.recording import make_record
 from runner.providers.base import LoglikRequest, Result
-from runner.tasks.harness import TARGET_DELIMITER, TEMPLATE_VERSION, HarnessRequest, build_request
+from runner.tasks.fewshot import FewshotPlan
+from runner.tasks.harness import HARNESS_VERSION, TARGET_DELIMITER, TEMPLATE_VERSION, HarnessRequest, build_request
 
 if TYPE_CHECKING:
     from runner.core.settings import GenerationSettings
@@ -81,12 +82,15 @@ def question_score(q: Question, harness: HarnessRequest, result: Result) -> Ques
 
 
 def make_loglik_record(q: Question, score: QuestionScore, spec: ModelSpec, settings: GenerationSettings, key: str,
-                       run_id: str, num_fewshot: int, result: Result | None = None) -> tuple[dict[str, Any], str]:
-    """The store record (kind ``loglik``) and the ``.txt`` body for one scored question."""
+                       run_id: str, fewshot: FewshotPlan | None = None,
+                       result: Result | None = None) -> tuple[dict[str, Any], str]:
+    """The store record (kind ``loglik``) and the ``.txt`` body for one scored question; with examples in front, the
+    record says how they were drawn (sampler, seed) and which they were (their ids or numbers)."""
+    num_fewshot = fewshot.k if fewshot else 0
     chosen, chosen_norm = score.letters[score.acc_index], score.letters[score.acc_norm_index]
     base = result or Result()
     saved = Result(text=chosen, latency_s=score.seconds, finish_reason="loglik", prompt_tokens=base.prompt_tokens,
-                   attempts=base.attempts, warnings=base.warnings)
+                   attempts=base.attempts, warnings=base.warnings, served_model=base.served_model)
     record = make_record(q, loglik_persona(num_fewshot), spec, settings, saved, key, run_id)
     record["kind"] = "loglik"
     record["loglik"] = {
@@ -94,8 +98,11 @@ def make_loglik_record(q: Question, score: QuestionScore, spec: ModelSpec, setti
         "logprobs": [round(x, 6) for x in score.logprobs], "greedy": score.greedy,
         "acc_choice": chosen, "acc_norm_choice": chosen_norm,
         "acc": int(score.acc_index == score.gold), "acc_norm": int(score.acc_norm_index == score.gold),
-        "prompt": score.prompt, "template_version": TEMPLATE_VERSION,
+        "prompt": score.prompt, "template_version": TEMPLATE_VERSION, "harness_version": HARNESS_VERSION,
     }
+    if fewshot:
+        record["loglik"].update(fewshot_sampler=fewshot.sampler_of(q), fewshot_seed=fewshot.seed,
+                                fewshot_examples=[ex.id or ex.n for ex in fewshot.for_question(q)])
     lines = [f"{letter} ({choice!r}): {lp:.4f}" for letter, choice, lp in zip(score.letters, score.choices,
                                                                                score.logprobs, strict=True)]
     body = (f"Log-likelihood choice (acc): {chosen}\nPer-character choice (acc_norm): {chosen_norm}\n"

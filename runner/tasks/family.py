@@ -20,11 +20,17 @@ DEFAULT_PERSONA = "medical-exam"
 
 @dataclass(frozen=True)
 class HubDataset:
-    """Where the datasets library finds a benchmark: hub path, configuration and the split the harness scores."""
+    """Where the datasets library finds a benchmark: hub path, configuration, the split the harness scores and the
+    split its few-shot examples come from."""
 
     path: str
     config: str | None
     split: str
+    fewshot_split: str | None = None
+
+    def describe(self, split: str | None = None) -> str:
+        """``path (config), split NAME`` for messages that say where questions came from."""
+        return f"{self.path}{f' ({self.config})' if self.config else ''}, split {split or self.split}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,6 +50,7 @@ class Family:
     dataset_hint: str = ""  # how the --dataset help names its datasets (default: the family's name)
     fallback: bool = False  # its prompt is the one of tasks no family claims (custom questions)
     persona: str = DEFAULT_PERSONA  # the persona free-text answers are asked under
+    fewshot_sampler: str = "default"  # the harness's sampler of its tasks: "default" (seeded random) or "first_n"
 
     def matches(self, row: dict[str, Any]) -> bool:
         """True when a record's keys show this family's format."""
@@ -61,6 +68,9 @@ class Family:
     def finish(self, questions: list[Question], name: str) -> list[Question]:
         """Questions after a whole file is read (a family may fix what only the whole file shows)."""
         return questions
+
+    def check(self, fields: dict[str, Any], task: str | None, task_given: bool) -> None:
+        """ValueError when a converted record cannot be scored as ``task`` (``task_given``: --task named it)."""
 
     def hub_task(self, name: str) -> str | None:
         """The task of questions loaded as ``--dataset name`` (None: from the records or the default)."""

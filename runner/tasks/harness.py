@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from runner.core.questions import Question
 from runner.tasks.registry import family_of
 
+HARNESS_VERSION = "0.4.13"  # the lm-evaluation-harness release whose prompts, sampler and tokenization are matched
 TARGET_DELIMITER = " "
 FEWSHOT_DELIMITER = "\n\n"
 TEMPLATE_VERSION = 1

@@ -16,7 +16,7 @@ from typing import Any
 
 from runner.core.errors import InputError, UsageError
 from runner.core.questions import Question
-from runner.tasks.registry import HubDataset, family_by_format, family_of_record, format_names, hub_dataset
+from runner.tasks.registry import Family, HubDataset, family_by_format, family_of_record, format_names, hub_dataset
 
 
 def detect_format(row: dict[str, Any]) -> str | None:
@@ -93,11 +93,13 @@ def load_benchmark(path: str | Path, fmt: str | None = None, task: str | None = 
 
 def convert_rows(rows: Iterable[tuple[int, dict[str, Any]]], name: str, fmt: str | None = None,
                  task: str | None = None, limit: int | None = None, start: int = 1) -> list[Question]:
-    """Turn raw records into Questions; ``fmt`` None means detect it from the first record."""
+    """Turn raw records into Questions; ``fmt`` None means detect it from the first record.
+
+    The whole file is read and checked before ``limit`` is applied, so what only the whole file shows (MedMCQA's
+    1-4 answer numbering) is decided on every record, not on the first few.
+    """
     questions: list[Question] = []
     for where, row in rows:
-        if limit is not None and len(questions) >= limit:
-            break
         row_fmt = fmt or detect_format(row)
         if row_fmt is None:
             raise InputError(name, where, f"cannot tell the benchmark format from the keys {sorted(row)}; "
@@ -106,23 +108,24 @@ def convert_rows(rows: Iterable[tuple[int, dict[str, Any]]], name: str, fmt: str
         fmt = row_fmt
         try:
             fields = family.convert(row)
+            record_task = task or fields.pop("task", None) or family.default_task
+            fields.pop("task", None)
+            family.check(fields, record_task, task_given=task is not None)
         except (KeyError, ValueError, TypeError, IndexError) as exc:
             problem = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
             raise InputError(name, where, f"not a valid {row_fmt} record: {problem}") from None
-        record_task = task or fields.pop("task", None) or family.default_task
-        fields.pop("task", None)
         questions.append(Question(n=start + len(questions), line=where, task=record_task, **fields))
     if fmt in format_names():
         questions = family_by_format(fmt).finish(questions, name)
-    return questions
+    return questions if limit is None else questions[:limit]
 
 
 def load_hub_dataset(name: str, fmt: str | None = None, split: str | None = None, subset: str | None = None,
                      task: str | None = None, limit: int | None = None, start: int = 1) -> list[Question]:
     """A benchmark through the ``datasets`` library: a known short name (``medqa``, ``mmlu_anatomy``, ...),
     a hub path, or a local folder. Offline, only what is in its cache (or on disk) can load."""
-    family, where = hub_dataset(name) or (None, HubDataset(name, None, "test"))
-    path, config = where.path, where.config
+    family, where = hub_source(name)
+    path, config = where.path, subset or where.config
     fmt = fmt or (family.name if family else None)
     task = task or (family.hub_task(name) if family else None)
     split = split or where.split
@@ -131,15 +134,21 @@ def load_hub_dataset(name: str, fmt: str | None = None, split: str | None = None
     except ImportError:
         raise UsageError("--dataset needs the datasets package: pip install datasets") from None
     try:
-        data = datasets.load_dataset(path, subset or config, split=split)
+        data = datasets.load_dataset(path, config, split=split)
     except Exception as exc:  # noqa: BLE001 - network, cache and format errors all end the same way
         raise UsageError(
-            f"cannot load dataset {name!r} ({path}{', ' + (subset or config) if subset or config else ''}, split "
+            f"cannot load dataset {name!r} ({path}{', ' + config if config else ''}, split "
             f"{split!r}) with the datasets library: {type(exc).__name__}: {_first_line(exc)}. It needs "
             "the hub (online) or a copy in its cache (offline); otherwise download the files and pass "
             "--data FILE --format " + (fmt or "|".join(format_names()))) from None
     rows: Iterator[tuple[int, dict[str, Any]]] = ((i, dict(row)) for i, row in enumerate(data, start=1))
     return convert_rows(rows, f"{name}[{split}]", fmt, task, limit, start)
+
+
+def hub_source(name: str) -> tuple[Family | None, HubDataset]:
+    """The family (None for a hub path the runner does not know) and hub location of a ``--dataset`` name."""
+    known = hub_dataset(name)
+    return known if known else (None, HubDataset(name, None, "test"))
 
 
 def _first_line(exc: BaseException) -> str:

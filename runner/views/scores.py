@@ -192,8 +192,10 @@ class BoardRow:
     persona: str
     method: str
     tasks: dict[str, TaskScore]
-    average: float | None
+    average: float | None  # the one shown: unweighted or weighted, as asked
     complete: bool
+    unweighted: float | None = None  # mean of the task accuracies (the Open Medical LLM Leaderboard's)
+    weighted: float | None = None  # accuracy over all the row's questions (the harness's multimedqa group)
 
     @property
     def name(self) -> str:
@@ -202,12 +204,23 @@ class BoardRow:
         return f"{self.label} ({suffix})"
 
 
-def leaderboard(scores: Sequence[TaskScore]) -> tuple[list[str], list[BoardRow]]:
+AVERAGES = ("unweighted", "weighted")  # --average: the leaderboard's mean over tasks, or weighted by task size
+AVERAGE_NOTES = {
+    "unweighted": "unweighted mean over tasks (as the Open Medical LLM Leaderboard)",
+    "weighted": "mean over tasks weighted by their number of questions (as lm-evaluation-harness's multimedqa group)",
+}
+
+
+def leaderboard(scores: Sequence[TaskScore], average: str = "unweighted") -> tuple[list[str], list[BoardRow]]:
     """The task columns (leaderboard order) and the rows, best average first.
 
-    The average is the unweighted mean of the task accuracies, as the leaderboard's; a row missing some of
-    the table's tasks is averaged over the tasks it has and marked incomplete.
+    ``average``: ``unweighted``, the mean of the task accuracies, as the Open Medical LLM Leaderboard's; or
+    ``weighted`` by each task's number of questions, as the harness's ``multimedqa`` group aggregates (MedMCQA is
+    most of its items). A row missing some of the table's tasks is averaged over the tasks it has and marked
+    incomplete.
     """
+    if average not in AVERAGES:
+        raise ValueError(f"unknown average {average!r}; choose {' or '.join(AVERAGES)}")
     columns = task_order(column_of(s, scores) for s in scores if s.accuracy is not None)
     rows: dict[tuple[str, str, str, str], BoardRow] = {}
     for s in scores:
@@ -217,8 +230,11 @@ def leaderboard(scores: Sequence[TaskScore]) -> tuple[list[str], list[BoardRow]]
                               BoardRow(s.label, s.model, s.persona, s.method, {}, None, False))
         row.tasks[column_of(s, scores)] = s
     for row in rows.values():
-        accs = [t.accuracy for t in row.tasks.values() if t.accuracy is not None]
-        row.average = sum(accs) / len(accs) if accs else None
+        scored = [t for t in row.tasks.values() if t.accuracy is not None]
+        row.unweighted = sum(t.accuracy or 0.0 for t in scored) / len(scored) if scored else None
+        questions = sum(t.n for t in scored)
+        row.weighted = sum((t.accuracy or 0.0) * t.n for t in scored) / questions if questions else None
+        row.average = row.weighted if average == "weighted" else row.unweighted
         row.complete = set(row.tasks) >= set(columns)
     ordered = sorted(rows.values(), key=lambda r: (-(r.average or 0), r.name))
     return columns, ordered
@@ -230,22 +246,22 @@ def _pct(value: float | None, stderr: float | None = None) -> str:
     return f"{100 * value:.1f}" + (f" ± {100 * stderr:.1f}" if stderr is not None else "")
 
 
-def render_markdown(scores: Sequence[TaskScore]) -> str:
-    """The leaderboard as a markdown table (accuracy % ± standard error), with notes."""
-    columns, rows = leaderboard(scores)
+def render_markdown(scores: Sequence[TaskScore], average: str = "unweighted") -> str:
+    """The leaderboard as a markdown table (accuracy % ± standard error), with notes; ``average`` as in
+    ``leaderboard``, named in the header and the notes."""
+    columns, rows = leaderboard(scores, average)
     lines = ["# Multiple-choice leaderboard", ""]
     if not rows:
         return "\n".join([*lines, "No multiple-choice answers found in the store.", ""])
-    lines.append("| Model | " + " | ".join(task_title(c) for c in columns) + " | Average |")
+    lines.append("| Model | " + " | ".join(task_title(c) for c in columns) + f" | Average ({average}) |")
     lines.append("| --- | " + " | ".join("---:" for _ in columns) + " | ---: |")
     for row in rows:
         cells = [_pct(row.tasks[c].accuracy, row.tasks[c].stderr) if c in row.tasks else "–" for c in columns]
-        average = _pct(row.average) + ("" if row.complete else " †")
-        lines.append(f"| {row.name} | " + " | ".join(cells) + f" | {average} |")
+        mean = _pct(row.average) + ("" if row.complete else " †")
+        lines.append(f"| {row.name} | " + " | ".join(cells) + f" | {mean} |")
     counts = ", ".join(f"{task_title(c)} {max(r.tasks[c].n for r in rows if c in r.tasks)}" for c in columns)
     lines += ["", f"Accuracy in % ± standard error. Questions per task: {counts}.",
-              "Average: unweighted mean over tasks (as the Open Medical LLM Leaderboard); "
-              "† averaged over the tasks that row has.",
+              f"Average: {AVERAGE_NOTES[average]}; † averaged over the tasks that row has.",
               "Rows named after a persona score free-text answers (letter extracted; unparseable = wrong); "
               "log-likelihood rows use the lm-evaluation-harness method (acc)."]
     loglik = [s for s in scores if s.method == "loglik" and s.accuracy is not None]
@@ -270,43 +286,67 @@ def render_markdown(scores: Sequence[TaskScore]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_chart(scores: Sequence[TaskScore], path: Path) -> Path | None:
-    """A grouped bar chart (tasks + average, one bar per row, error bars = stderr) as PNG; None when empty."""
-    columns, rows = leaderboard(scores)
+def chart_png(scores: Sequence[TaskScore], average: str = "unweighted") -> bytes | None:
+    """A grouped bar chart (tasks + average, one bar per row, error bars = stderr) as PNG bytes; None when empty."""
+    columns, rows = leaderboard(scores, average)
     if not rows:
         return None
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed; must precede pyplot
     import matplotlib.pyplot as plt
 
-    groups = [task_title(c) for c in columns] + ["Average"]
+    groups = [task_title(c) for c in columns] + [f"Average ({average})"]
     width = 0.8 / len(rows)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(groups) * max(1, len(rows)) ** 0.5 + 2), 4.8))
-    for i, row in enumerate(rows):
-        heights = [100 * row.tasks[c].accuracy if c in row.tasks else 0.0 for c in columns]
-        errors = [100 * (row.tasks[c].stderr or 0.0) if c in row.tasks else 0.0 for c in columns]
-        heights.append(100 * (row.average or 0.0))
-        errors.append(0.0)
-        xs = [g + (i - (len(rows) - 1) / 2) * width for g in range(len(groups))]
-        ax.bar(xs, heights, width, yerr=errors, capsize=2, label=row.name)
-    ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title("Multiple-choice accuracy")
-    ax.legend(fontsize=8, loc="upper right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    try:
+        for i, row in enumerate(rows):
+            heights = [100 * row.tasks[c].accuracy if c in row.tasks else 0.0 for c in columns]
+            errors = [100 * (row.tasks[c].stderr or 0.0) if c in row.tasks else 0.0 for c in columns]
+            heights.append(100 * (row.average or 0.0))
+            errors.append(0.0)
+            xs = [g + (i - (len(rows) - 1) / 2) * width for g in range(len(groups))]
+            ax.bar(xs, heights, width, yerr=errors, capsize=2, label=row.name)
+        ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_ylim(0, 100)
+        ax.set_title("Multiple-choice accuracy")
+        ax.legend(fontsize=8, loc="upper right")
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=120)  # in memory: the file is written atomically, never in place
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
 
 
-def write_outputs(scores: Sequence[TaskScore], output_dir: Path) -> dict[str, Path | None]:
-    """Write ``scores.json``, ``leaderboard.md`` and ``scores.png`` under the output root."""
-    from runner.core.store import atomic_write
+def render_chart(scores: Sequence[TaskScore], path: Path, root: Path | None = None,
+                 average: str = "unweighted") -> Path | None:
+    """Write the chart (``chart_png``) to ``path`` atomically; None when there is nothing to chart.
 
-    columns, rows = leaderboard(scores)
+    A symbolic link at ``path`` is replaced, never written through; with ``root``, a folder on the way that leads
+    outside it is refused. A killed process leaves the old chart or the new one, never a partial file.
+    """
+    from runner.core.store import write_output
+
+    data = chart_png(scores, average)
+    if data is None:
+        return None
+    return write_output(path, data, root=root, mode=0o644)
+
+
+def write_outputs(scores: Sequence[TaskScore], output_dir: Path, average: str = "unweighted") -> dict[str, Path | None]:
+    """Write ``scores.json``, ``leaderboard.md`` and ``scores.png`` under the output root (``average`` as in
+    ``leaderboard``; ``scores.json`` holds both averages and says which one ``average`` is).
+
+    Each is written atomically inside ``output_dir`` (a symbolic link there is replaced, not followed); a folder
+    that cannot be written is one UsageError naming it.
+    """
+    from runner.core.store import write_output
+
+    columns, rows = leaderboard(scores, average)
     data = {
         "version": 1,
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -314,9 +354,12 @@ def write_outputs(scores: Sequence[TaskScore], output_dir: Path) -> dict[str, Pa
         "results": [s.to_json() for s in scores],
         "leaderboard": [{"name": r.name, "model": r.model, "persona": r.persona, "method": r.method,
                          "tasks": {t: s.accuracy for t, s in r.tasks.items()}, "average": r.average,
-                         "complete": r.complete} for r in rows],
+                         "average_kind": average, "average_unweighted": r.unweighted,
+                         "average_weighted": r.weighted, "complete": r.complete} for r in rows],
     }
+    output_dir = Path(output_dir)
     json_path, md_path = output_dir / "scores.json", output_dir / "leaderboard.md"
-    atomic_write(json_path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
-    atomic_write(md_path, render_markdown(scores))
-    return {"json": json_path, "markdown": md_path, "chart": render_chart(scores, output_dir / "scores.png")}
+    write_output(json_path, json.dumps(data, ensure_ascii=False, indent=1) + "\n", root=output_dir, mode=0o644)
+    write_output(md_path, render_markdown(scores, average), root=output_dir, mode=0o644)
+    chart = render_chart(scores, output_dir / "scores.png", output_dir, average)
+    return {"json": json_path, "markdown": md_path, "chart": chart}

@@ -7,7 +7,8 @@ position (``top_logprobs``). The continuation's tokens are summed; it is greedy 
 likely one. All choices of a question go in one request (``prompt`` is a list).
 
 Where the model's tokenizer is available here, the prompt is sent as token ids split exactly as the harness splits
-them (``encode_pair``), so the numbers are the harness's. Otherwise the prompt is text and the continuation is the
+them (``encode_pair``, with no special tokens: the harness's API models add none unless told to), so the numbers
+are the harness's. Otherwise the prompt is text and the continuation is the
 tokens whose ``text_offset`` lies at or after the context's end (the context's trailing whitespace moves to the
 continuation first, as the harness does).
 """
@@ -46,7 +47,7 @@ def build_prompts(context: str, continuations: tuple[str, ...], tokenizer: Any |
     prompts = []
     for continuation in continuations:
         if tokenizer is not None:
-            ctx_ids, cont_ids = encode_pair(tokenizer, context, continuation)
+            ctx_ids, cont_ids = encode_pair(tokenizer, context, continuation, add_special_tokens=False)
             prompts.append(Prompt(ctx_ids + cont_ids, len(ctx_ids), len(ctx_ids) + len(cont_ids)))
         else:
             ctx, cont = split_whitespace(context, continuation)

@@ -1,9 +1,12 @@
 """Log-likelihood of continuations with a local model, exactly as lm-evaluation-harness's HFLM computes it.
 
-Tokenization follows the harness's ``_encode_pair``: trailing whitespace of the context moves to the
-continuation, context + continuation are encoded together (no special tokens unless the model needs a BOS, as
-Gemma does) and split where the context's own encoding ends. Inputs are cut from the left to the model's length,
-right-padded with 0 and run without an attention mask, as the harness does.
+Tokenization follows the harness's ``_encode_pair`` (the release in ``runner.tasks.harness.HARNESS_VERSION``):
+trailing whitespace of the context moves to the continuation, context + continuation are encoded together and
+split where the context's own encoding ends. Special tokens are the tokenizer's defaults, as HFLM's ``tok_encode``
+leaves them since v0.4.10: a Llama, Mistral or Gemma tokenizer starts each context with BOS, a GPT-2-style one adds
+nothing; a text that already starts with the BOS string gets none added, and ``add_special_tokens`` True/False
+overrides the default (HFLM's ``add_bos_token`` argument; the harness's API models send none). Inputs are cut from
+the left to the model's length, right-padded with 0 and run without an attention mask, as the harness does.
 """
 
 from __future__ import annotations
@@ -30,37 +33,54 @@ def model_max_length(model: Any, tokenizer: Any) -> int:
     return DEFAULT_MAX_LENGTH
 
 
-def wants_bos(model: Any) -> bool:
-    """The harness adds a BOS token for the Gemma family only (they underperform without it)."""
-    return "gemma" in str(getattr(getattr(model, "config", None), "model_type", "") or "")
+def prefix_token_id(tokenizer: Any) -> int:
+    """The token an empty context is scored after: BOS, else EOS (HFLM's ``prefix_token_id``)."""
+    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
 
 
-def encode_pair(tokenizer: Any, context: str, continuation: str, add_bos: bool = False) -> tuple[list[int], list[int]]:
-    """Token ids of (context, continuation) exactly as the harness splits them."""
-    if not context:  # the harness starts an empty context with the prefix token (BOS, else EOS)
-        prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-        return [prefix], tokenizer.encode(continuation, add_special_tokens=add_bos)
+def tok_encode(tokenizer: Any, text: str, add_special_tokens: bool | None = None) -> list[int]:
+    """Token ids of ``text`` as HFLM's ``tok_encode``: the tokenizer's default special tokens (None), unless the text
+    already starts with the prefix token's string; True or False forces them on or off."""
+    if add_special_tokens is None:
+        prefix = tokenizer.decode(prefix_token_id(tokenizer))
+        if prefix and text.startswith(prefix):
+            return tokenizer.encode(text, add_special_tokens=False)
+        return tokenizer.encode(text)
+    return tokenizer.encode(text, add_special_tokens=add_special_tokens)
+
+
+def encode_pair(tokenizer: Any, context: str, continuation: str,
+                add_special_tokens: bool | None = None) -> tuple[list[int], list[int]]:
+    """Token ids of (context, continuation) exactly as the harness splits them (``add_special_tokens`` as in
+    ``tok_encode``: None is the tokenizer's default, HFLM's; False is what the harness's API models send)."""
+    if not context:  # HFLM.loglikelihood: the prefix token (BOS, else EOS) stands for the empty context
+        continuation_ids = tokenizer.encode(continuation, add_special_tokens=False)
+        prefix = prefix_token_id(tokenizer)
+        if continuation_ids and continuation_ids[0] == prefix:
+            return continuation_ids[:1], continuation_ids[1:]
+        return [prefix], continuation_ids
     spaces = len(context) - len(context.rstrip())
     if spaces:
         continuation = context[-spaces:] + continuation
         context = context[:-spaces]
-    whole = tokenizer.encode(context + continuation, add_special_tokens=add_bos)
-    context_ids = tokenizer.encode(context, add_special_tokens=add_bos)
+    whole = tok_encode(tokenizer, context + continuation, add_special_tokens)
+    context_ids = tok_encode(tokenizer, context, add_special_tokens)
     return context_ids, whole[len(context_ids):]
 
 
 def loglikelihoods(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], batch_size: int = 8,
-                   add_bos: bool | None = None, max_length: int | None = None) -> list[tuple[float, bool]]:
+                   add_special_tokens: bool | None = None,
+                   max_length: int | None = None) -> list[tuple[float, bool]]:
     """(summed log-probability, is-greedy) of each continuation given its context, in input order.
 
-    ``max_length`` overrides the model's context length (like the harness's ``max_length`` argument).
+    ``max_length`` overrides the model's context length (like the harness's ``max_length`` argument);
+    ``add_special_tokens`` the tokenizer's default (like its ``add_bos_token``).
     """
     import torch
     import torch.nn.functional as F
 
-    add_bos = wants_bos(model) if add_bos is None else add_bos
     limit = max_length or model_max_length(model, tokenizer)
-    encoded = [encode_pair(tokenizer, c, x, add_bos) for c, x in pairs]
+    encoded = [encode_pair(tokenizer, c, x, add_special_tokens) for c, x in pairs]
     # The forward input of a request is (context + continuation) minus its last token, cut from the left.
     # Requests with the same input (the letter choices of one question) share one forward pass.
     inputs: dict[tuple[int, ...], int] = {}

@@ -1,7 +1,7 @@
 """MedMCQA: the harness task ``medmcqa`` (the validation split; the test split has no public answers).
 
 Records: ``question``, ``opa``..``opd``, ``cop`` (0-3 as on the hub; 1-4 in the original release, recognised
-when a 4 appears and no 0; or a letter).
+when a 4 appears and no 0 anywhere in the file, whatever ``--limit`` takes; or a letter).
 """
 
 from __future__ import annotations
@@ -67,5 +67,5 @@ FAMILY = MedMCQA(
     tasks=(("medmcqa", "MedMCQA"),),
     aliases={"medmcqa_validation": "medmcqa"},
     prefixes=("medmcqa",),
-    hub={"medmcqa": HubDataset("openlifescienceai/medmcqa", None, "validation")},
+    hub={"medmcqa": HubDataset("openlifescienceai/medmcqa", None, "validation", fewshot_split="train")},
 )

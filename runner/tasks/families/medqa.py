@@ -12,7 +12,8 @@ from typing import Any
 from runner.core.questions import Question
 from runner.tasks.family import LETTERS, Family, HubDataset, answer_index, option_lines, record_id, require_text
 
-HUB = HubDataset("GBaker/MedQA-USMLE-4-options-hf", None, "test")
+FOUR_OPTIONS = "medqa_4options"
+HUB = HubDataset("GBaker/MedQA-USMLE-4-options-hf", None, "test", fewshot_split="train")
 
 
 class MedQA(Family):
@@ -33,9 +34,21 @@ class MedQA(Family):
             answer = str(row["answer_idx"]).strip().upper()
             if answer not in options:
                 raise ValueError(f"answer_idx {row['answer_idx']!r} is not one of the options {', '.join(options)}")
+            text = row.get("answer")
+            if isinstance(text, str) and text.strip() and " ".join(text.split()) != " ".join(options[answer].split()):
+                raise ValueError(f"answer {text!r} is not the text of option {answer} ({options[answer]!r}) that "
+                                 "answer_idx names; fix the record (or its answer_idx)")
             question = row["question"]
         return {"question": require_text(question, "question"), "options": options, "answer": answer,
                 "id": record_id(row)}
+
+    def check(self, fields: dict[str, Any], task: str | None, task_given: bool) -> None:
+        """``medqa_4options`` takes four options: a 5-option record (the US set's original form) needs another task."""
+        count = len(fields["options"])
+        if task == FOUR_OPTIONS and count != 4:
+            raise ValueError(f"{count} options, but {FOUR_OPTIONS} is the 4-option task; give --task "
+                             f"medqa_{count}options to score it as a {count}-option task (the harness has no such "
+                             "MedQA task, so it is not comparable with medqa_4options), or use the 4-option files")
 
     def doc_to_text(self, q: Question) -> str:
         """``Question: {q}\\nA. {A}\\n...Answer:`` (a ``Context:`` line first for custom questions that have one)."""
@@ -48,10 +61,10 @@ FAMILY = MedQA(
     listing_order=10,
     leaderboard_order=20,
     keys=(frozenset({"sent1", "ending0"}), frozenset({"options", "answer_idx"})),
-    default_task="medqa_4options",
-    tasks=(("medqa_4options", "MedQA"),),
-    aliases={"medqa": "medqa_4options", "medqa_usmle": "medqa_4options", "medqa_4options_hf": "medqa_4options"},
+    default_task=FOUR_OPTIONS,
+    tasks=((FOUR_OPTIONS, "MedQA"),),
+    aliases={"medqa": FOUR_OPTIONS, "medqa_usmle": FOUR_OPTIONS, "medqa_4options_hf": FOUR_OPTIONS},
     prefixes=("medqa",),
     fallback=True,
-    hub={"medqa": HUB, "medqa_4options": HUB},
+    hub={"medqa": HUB, FOUR_OPTIONS: HUB},
 )

@@ -34,6 +34,12 @@ class MMLU(Family):
             fields["task"] = row["task"]
         return fields
 
+    def check(self, fields: dict[str, Any], task: str | None, task_given: bool) -> None:
+        """A record needs its subject (the task and its prompt's description come from it) unless --task names one."""
+        if not task_given and not (task or "").startswith(PREFIX):
+            raise ValueError("no subject: an MMLU record needs `subject` (its task is mmlu_<subject>, and the "
+                             "prompt names the subject); add it, or give --task mmlu_<subject>")
+
     def hub_task(self, name: str) -> str | None:
         """The dataset's short name is the task (``mmlu_anatomy``)."""
         return name if name.startswith(PREFIX) else None
@@ -56,6 +62,7 @@ FAMILY = MMLU(
     tasks=tuple((PREFIX + s, "MMLU " + s.replace("_", " ")) for s in SUBJECTS),
     aliases={s: PREFIX + s for s in SUBJECTS},
     prefixes=(PREFIX,),
-    hub={PREFIX + s: HubDataset("cais/mmlu", s, "test") for s in SUBJECTS},
+    hub={PREFIX + s: HubDataset("cais/mmlu", s, "test", fewshot_split="dev") for s in SUBJECTS},
+    fewshot_sampler="first_n",
     dataset_hint=PREFIX + "<subject>",
 )

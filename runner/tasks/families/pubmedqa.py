@@ -1,5 +1,10 @@
 """PubMedQA (the labelled PQA-L set): the harness task ``pubmedqa``; the choices are yes, no and maybe.
 
+``--dataset pubmedqa`` is the split the harness scores: ``bigbio/pubmed_qa`` ``pubmed_qa_labeled_fold0_source``,
+test (500 questions; its train split gives the few-shot examples). ``qiaojin/PubMedQA`` ``pqa_labeled`` (1,000
+questions in one train split) is another cut of the same labelled set: ``--dataset qiaojin/PubMedQA --subset
+pqa_labeled --split train`` loads it, but its numbers are not the harness's.
+
 Records: ``question``, ``context`` ({"contexts": [...]}, a list or a string) or ``CONTEXTS``,
 ``final_decision`` yes/no/maybe; also the original ``ori_pqal.json`` (an object keyed by PMID).
 """
@@ -54,5 +59,5 @@ FAMILY = PubMedQA(
     tasks=(("pubmedqa", "PubMedQA"),),
     aliases={"pubmed_qa": "pubmedqa"},
     prefixes=("pubmedqa", "pubmed_qa"),
-    hub={"pubmedqa": HubDataset("qiaojin/PubMedQA", "pqa_labeled", "train")},
+    hub={"pubmedqa": HubDataset("bigbio/pubmed_qa", "pubmed_qa_labeled_fold0_source", "test", fewshot_split="train")},
 )

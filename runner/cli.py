@@ -7,6 +7,7 @@ Sub-commands: run (the default), compare, report, score, models, personas. Impor
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -101,9 +102,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nInterrupted. Every answer finished so far is saved; run the same command again to resume "
               "(saved answers are skipped).", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as exc:  # a file system error no layer turned into a message: still one line, naming the file
+        print(f"error: {sanitize(redact(os_error_message(exc)))}", file=sys.stderr)
+        return EXIT_FAILED
     except Exception:  # noqa: BLE001 - last resort: a redacted traceback, never a key
         print(sanitize(redact(traceback.format_exc())), file=sys.stderr)
         return EXIT_FAILED
+
+
+def os_error_message(exc: OSError) -> str:
+    """An OSError in words: the file, the reason and what to do (answers already saved stay saved)."""
+    where = exc.filename if exc.filename is not None else "a file"
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"cannot write {where}: {reason}. Free some space and run the same command again; answers "
+                "already saved are kept and skipped")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {where}: {reason}. Make it writable, or choose another --output-dir"
+    return f"{where}: {reason}"
 
 
 def _setup_logging() -> None:

@@ -335,3 +335,22 @@ def test_a_failed_record_needs_no_answer_file(tmp_path: Path) -> None:
     assert space.is_done("p", "m", 2, "k")
     (tmp_path / "s" / "p" / "m" / "2.txt").unlink()
     assert space.load_record("p", "m", 2) is None and not space.is_done("p", "m", 2, "k")
+
+
+def test_a_file_system_error_no_layer_expected_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+
+    from runner import cli
+    from runner.core.store import Store
+
+    def full(self: Store) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.root / ".tmp-x"))
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "q.jsonl").write_text('{"question": "What is aspirin?"}\n', encoding="utf-8")
+    monkeypatch.setattr(Store, "sweep_temporary_files", full)
+    status = cli.main(["--models", "fake:echo", "--questions", "q.jsonl", "--no-progress"])
+    err = capsys.readouterr().err
+    assert status == 1 and "Traceback" not in err
+    assert "error: cannot write outputs/.tmp-x: No space left on device. Free some space" in err

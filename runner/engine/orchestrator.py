@@ -1,5 +1,5 @@
 """Orchestration, the same for every request kind: plan, skip what is saved, load each model once, ask, save each
-result as it arrives, summarise.
+result as it arrives, summarise (what each result's outcome is, saved or failed alone, is ``saving.py``'s).
 
 Local (batched) models run one after another, each loaded once and released before the next.
 API (concurrent) models then run together in one event loop, each with up to ``concurrency``
@@ -10,18 +10,12 @@ request, the record) comes from ``kinds.py``.
 from __future__ import annotations
 
 import asyncio
-import errno
 import gc
-import json
 import logging
-import os
 import random
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
-from contextlib import suppress
-from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -34,6 +28,8 @@ from runner.core.settings import GenerationSettings, ModelEntry
 from runner.core.store import SetRef, SetStore, Store, check_tag, with_tag
 from runner.engine.kinds import KINDS, Embed, Kind, Work
 from runner.engine.manifest import build_manifest, new_run_id
+from runner.engine.plans import ModelSummary, Plan, RunReport
+from runner.engine.saving import DISK_FULL, Saver, Stop, close_manifest, count_not_asked, write_problem
 from runner.engine.variants import CHANGED, SAME, VARIANT, Conflict, format_conflicts, saved_state
 from runner.providers import PROVIDERS, is_concurrent, load_provider_class, provider_info
 from runner.providers.base import Embedder, Generator, Result
@@ -41,87 +37,10 @@ from runner.providers.catalog import DEFAULT_MODELS, ModelSpec, resolve_model
 from runner.tasks.fewshot import FewshotPlan
 
 log = logging.getLogger("runner")
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # a save failing with these stops the run: no answer could be kept
-
-
-@dataclass
-class ModelSummary:
-    """Counts for one model under one persona, for the closing table and the manifest."""
-
-    model: str
-    label: str
-    persona: str
-    answered: int = 0
-    skipped: int = 0
-    failed: int = 0
-    replaced: int = 0  # saved answers this run answered anew (--force, or the question changed)
-    changed: int = 0  # of those, answers to a question whose text changed since
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    seconds: float = 0.0
-    cost_usd: float | None = None
-    error: str | None = None
-    unsaved: int = 0  # of the failed, answers that arrived but could not be saved (counted failed)
-    not_asked: int = 0  # answers left unasked because the run stopped early (a full disk)
-
-
-@dataclass
-class RunReport:
-    """What a run did: per-model summaries, where its manifest is, and whether it was interrupted."""
-
-    run_id: str
-    output_dir: Path
-    set_name: str = ""
-    tag: str | None = None
-    summaries: list[ModelSummary] = field(default_factory=list)
-    manifest_path: Path | None = None
-    interrupted: bool = False
-    stopped: str | None = None  # why the run stopped before asking everything (a full disk), else None
-    problems: list[str] = field(default_factory=list)  # run-level problems, e.g. a manifest that was not written
-
-    @property
-    def exit_status(self) -> int:
-        """0 when every answer exists, 1 when some failed (or a model could not run, or the run stopped early)."""
-        failed = any(s.failed or s.error or s.not_asked for s in self.summaries)
-        return 1 if failed or self.stopped or self.problems else 0
-
-
-class _Stop:
-    """Why a run stops early, shared by all its models: set once, when a save finds the disk full.
-
-    From then on no request is sent; answers already in flight are still saved when they can be.
-    """
-
-    def __init__(self) -> None:
-        self.reason: str | None = None
-        self.problems: list[str] = []  # run-level problems that make the exit status 1 (not one answer's)
-
-    def halt(self, reason: str) -> bool:
-        """Stop the run for ``reason``; True the first time (the caller reports it), False after."""
-        if self.reason is not None:
-            return False
-        self.reason = reason
-        return True
 
 
 class _StopBatch(Exception):
     """Raised from a batched provider's ``on_result`` callback to end its batch once the run has stopped."""
-
-
-@dataclass
-class _Plan:
-    """One model's work in one set: what is left to ask, the per-persona counts, and variants it would replace."""
-
-    spec: ModelSpec
-    kind: Kind
-    space: SetStore
-    tag: str | None
-    label: str  # the model's label, ``label@tag`` for a variant
-    folder: str
-    personas: list[Persona]
-    pending: list[Work]
-    summaries: dict[str, ModelSummary]
-    conflicts: list[Conflict] = field(default_factory=list)
 
 
 def run(
@@ -169,7 +88,7 @@ def run(
         try:
             space.claim(ref)
         except OSError as exc:
-            raise RunnerError(f"cannot write the question set folder {space.path}: {_problem(exc)}") from None
+            raise RunnerError(f"cannot write the question set folder {space.path}: {write_problem(exc)}") from None
         plans = [_plan(spec, k, questions, personas, settings, space, tag, force)
                  for spec, k in zip(specs, kinds, strict=True)]
         conflicts = [c for plan in plans for c in plan.conflicts]
@@ -184,9 +103,9 @@ def run(
         try:
             report.manifest_path = store.write_manifest(report.run_id, manifest)
         except Exception as exc:  # noqa: BLE001 - a clear message, before any request
-            raise RunnerError(f"cannot write the run manifest under {store.root / 'runs'}: {_problem(exc)}; "
+            raise RunnerError(f"cannot write the run manifest under {store.root / 'runs'}: {write_problem(exc)}; "
                               "nothing was asked") from None
-        stop = _Stop()
+        stop = Stop()
         crash: str | None = None
         try:
             for plan in plans:
@@ -211,69 +130,8 @@ def run(
                             summary=[vars(s) for s in report.summaries])
             if stop.reason or crash:
                 manifest["stopped_because"] = stop.reason or crash
-            _close_manifest(store, report, manifest)
+            close_manifest(store, report, manifest)
     return report
-
-
-def _close_manifest(store: Store, report: RunReport, manifest: dict[str, Any]) -> None:
-    """Rewrite the manifest at the end of a run; a failure is reported (and makes the exit status 1), not raised."""
-    try:
-        store.write_manifest(report.run_id, manifest)
-    except Exception as exc:  # noqa: BLE001 - the answers are saved; the run must still end with its summary
-        where = report.manifest_path or store.root / "runs" / f"{report.run_id}.json"
-        if isinstance(exc, OSError) and exc.errno in DISK_FULL and _rewrite_in_place(where, manifest):
-            return
-        message = (f"could not update the run manifest {where}: {_problem(exc)} (it will read 'interrupted or "
-                   "killed'; the saved answers are not affected)")
-        log.error("error: %s", message)
-        report.problems.append(message)
-
-
-def _rewrite_in_place(path: Path, manifest: dict[str, Any]) -> bool:
-    """On a full disk, where no new file can be made: rewrite the manifest in the space its file already holds.
-
-    Only when the compact JSON fits in the file's allocated blocks (so no new block is needed); a failed write
-    puts the old bytes back. True when the manifest was rewritten.
-    """
-    data = json.dumps(manifest, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
-    try:
-        fd = os.open(path, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
-    except OSError:
-        return False
-    try:
-        with os.fdopen(fd, "r+b") as fh:
-            allocated = getattr(os.fstat(fh.fileno()), "st_blocks", 0) * 512
-            if not allocated or len(data) > allocated:
-                return False
-            old = fh.read()
-            try:
-                fh.seek(0)
-                fh.write(data)
-                fh.truncate()
-                fh.flush()
-            except OSError:
-                with suppress(OSError):
-                    fh.seek(0)
-                    fh.write(old)
-                    fh.truncate()
-                    fh.flush()
-                return False
-    except OSError:
-        return False
-    return True
-
-
-def _problem(exc: BaseException) -> str:
-    """What went wrong while writing, in words (an OSError's reason without its file names)."""
-    if isinstance(exc, _Unwritable):
-        return str(exc)
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    if isinstance(exc, RecursionError):
-        return "nested too deeply to write as JSON"
-    if isinstance(exc, UnicodeError):
-        return f"text that cannot be written as UTF-8 ({exc})"
-    return redact(f"{type(exc).__name__}: {exc}", limit=2000)
 
 
 def _check_unique_slugs(specs: list[ModelSpec]) -> None:
@@ -313,11 +171,11 @@ def _check_questions(kind: Kind, questions: Sequence[Question]) -> None:
 
 
 def _plan(spec: ModelSpec, kind: Kind, questions: Sequence[Question], personas: Sequence[Persona],
-          settings: GenerationSettings, space: SetStore, tag: str | None, force: bool) -> _Plan:
+          settings: GenerationSettings, space: SetStore, tag: str | None, force: bool) -> Plan:
     """Work still to do for one model, the skips and replacements counted, and the variants it would replace."""
     label, folder = with_tag(spec.label, tag), with_tag(spec.slug, tag)
     personas = kind.personas(personas)
-    plan = _Plan(spec, kind, space, tag, label, folder, personas, [],
+    plan = Plan(spec, kind, space, tag, label, folder, personas, [],
                  {p.name: ModelSummary(model=spec.name, label=label, persona=p.name) for p in personas})
     for persona in personas:
         space.model_dir(persona.name, folder)  # refuses unsafe names before any work
@@ -341,7 +199,7 @@ def _plan(spec: ModelSpec, kind: Kind, questions: Sequence[Question], personas: 
     return plan
 
 
-def _open_provider(plan: _Plan, settings: GenerationSettings) -> Generator | Embedder | None:
+def _open_provider(plan: Plan, settings: GenerationSettings) -> Generator | Embedder | None:
     """Load the model when there is work for it; None (with everything counted failed) when it cannot run."""
     _report_skips(plan)
     if not plan.pending:
@@ -372,7 +230,7 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
     return tqdm(total=total, desc=desc, unit="answer", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
 
 
-def _report_skips(plan: _Plan) -> None:
+def _report_skips(plan: Plan) -> None:
     skipped = sum(s.skipped for s in plan.summaries.values())
     changed = sum(s.changed for s in plan.summaries.values())
     if skipped:
@@ -382,131 +240,16 @@ def _report_skips(plan: _Plan) -> None:
                  changed)
 
 
-class _Saver:
-    """Turns each result into a record on disk and updates the summary and progress bar.
-
-    Saving is part of each answer's own outcome: an answer that cannot be saved (its record cannot be written or
-    serialised) fails alone, with a message naming the file and the problem, and the run goes on. A full disk
-    (ENOSPC, EDQUOT) stops the run (``stop``): no further request is sent.
-    """
-
-    def __init__(self, plan: _Plan, settings: GenerationSettings, run_id: str, bar: Any, stop: _Stop) -> None:
-        self.plan, self.spec, self.settings, self.run_id, self.bar = plan, plan.spec, settings, run_id, bar
-        self.stop = stop
-
-    def __call__(self, work: Work, result: Result, embedding: list[float] | None = None) -> None:
-        if result.error:
-            result.error = redact(result.error, limit=2000)  # cut (a server's error can be megabytes) and scrubbed
-        summary = self.plan.summaries[work.persona.name]
-        saved = True
-        try:
-            result = self._save(work, result, embedding)
-        except Exception as exc:  # noqa: BLE001 - this answer fails alone; the others are saved
-            saved = False
-            self._not_saved(work, exc)
-        if result.ok:  # paid for (or computed) whether or not it could be saved
-            summary.prompt_tokens += result.prompt_tokens or 0
-            summary.completion_tokens += result.completion_tokens or 0
-        if result.ok and saved:
-            summary.answered += 1
-        else:
-            summary.failed += 1
-            summary.unsaved += not saved
-            if result.error:
-                log.warning("%s [%s] question %d failed: %s", summary.label, work.persona.name, work.question.n,
-                            result.error)
-        summary.seconds += result.latency_s
-        cost = self.spec.estimate_cost(summary.prompt_tokens, summary.completion_tokens)
-        summary.cost_usd = round(cost, 6) if cost is not None else None
-        self.bar.update(1)
-
-    def _save(self, work: Work, result: Result, embedding: list[float] | None) -> Result:
-        """Write one result's record (and body); the result as counted (a kind may turn it into a failure)."""
-        kind, space = self.plan.kind, self.plan.space
-        saved = kind.save(work, result, self.spec, self.settings, self.run_id, space.name, self.plan.tag, embedding)
-        if saved.record.get("error") and not result.error:
-            result = Result(error=saved.record["error"], latency_s=result.latency_s)
-        _check_serialisable(saved.record, saved.body)  # before any file is written: no body without its record
-        space.save(work.persona.name, self.plan.folder, work.question.n, saved.record, saved.body)
-        return result
-
-    def _not_saved(self, work: Work, exc: Exception) -> None:
-        """Report an answer that could not be saved; a full disk stops the run."""
-        label, persona, n = self.plan.summaries[work.persona.name].label, work.persona.name, work.question.n
-        try:
-            folder = self.plan.space.model_dir(persona, self.plan.folder)
-        except Exception:  # noqa: BLE001 - only for the message
-            folder = self.plan.space.path / persona / self.plan.folder
-        names = " ".join(str(getattr(exc, a, None) or "") for a in ("filename", "filename2"))
-        path = folder / (f"{n}.txt" if f"{n}.txt" in names and f"{n}.json" not in names else f"{n}.json")
-        problem = _problem(exc)
-        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
-            if self.stop.halt(f"disk full: could not write {path}: {problem}"):
-                log.error("%s [%s] question %d: could not save the answer to %s: %s. Stopping the run: no more "
-                          "requests are sent; answers saved so far are kept.", label, persona, n, path, problem)
-            return
-        log.error("%s [%s] question %d: could not save the answer to %s: %s", label, persona, n, path, problem)
-
-
-class _Unwritable(Exception):
-    """A record or body that cannot be written as UTF-8 JSON; the message names the field and the problem."""
-
-
-def _check_serialisable(record: dict[str, Any], body: str | None) -> None:
-    """Raise ``_Unwritable`` when the record or the body cannot be written as UTF-8 JSON, naming the field."""
-    try:
-        json.dumps(record, ensure_ascii=False, indent=1).encode("utf-8")
-        if body is not None:
-            body.encode("utf-8")
-    except RecursionError:
-        deepest = max(record, key=lambda name: _depth(record[name]))
-        raise _Unwritable(f"the record's {deepest!r} field is nested too deeply to write as JSON "
-                          f"({_depth(record[deepest])} levels)") from None
-    except UnicodeEncodeError as exc:
-        where = next((f"the record's {name!r} field" for name, value in record.items() if _unencodable(value)),
-                     "the answer text")
-        raise _Unwritable(f"{where} holds text that cannot be written as UTF-8 ({exc.reason}: "
-                          f"{exc.object[exc.start:exc.end]!r}, half of a UTF-16 pair?)") from None
-    except (ValueError, TypeError) as exc:
-        raise _Unwritable(f"the record cannot be written as JSON: {type(exc).__name__}: {exc}") from None
-
-
-def _depth(value: Any) -> int:
-    """How deeply lists and dicts nest in ``value`` (without recursion)."""
-    depth, level = 0, [value]
-    while level:
-        depth += 1
-        level = [v for x in level if isinstance(x, (dict, list)) for v in (x.values() if isinstance(x, dict) else x)]
-    return depth - 1
-
-
-def _unencodable(value: Any) -> bool:
-    try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    except (RecursionError, ValueError, TypeError):
-        return False
-    return False
-
-
-def _count_not_asked(plan: _Plan) -> None:
-    """After an early stop: the work of each persona that got no outcome (neither answered nor failed)."""
-    pending = Counter(w.persona.name for w in plan.pending)
-    for name, summary in plan.summaries.items():
-        summary.not_asked = max(0, pending[name] - summary.answered - summary.failed)
-
-
-def _run_local_model(plan: _Plan, settings: GenerationSettings, progress: bool, run_id: str,
-                     stop: _Stop) -> list[ModelSummary]:
+def _run_local_model(plan: Plan, settings: GenerationSettings, progress: bool, run_id: str,
+                     stop: Stop) -> list[ModelSummary]:
     if stop.reason:  # a full disk stopped the run: load nothing more
-        _count_not_asked(plan)
+        count_not_asked(plan)
         return list(plan.summaries.values())
     provider = _open_provider(plan, settings)
     if provider is None:
         return list(plan.summaries.values())
     bar = _progress(len(plan.pending), plan.label, progress)
-    saver = _Saver(plan, settings, run_id, bar, stop)
+    saver = Saver(plan, settings, run_id, bar, stop)
     try:
         if isinstance(plan.kind, Embed):
             assert isinstance(provider, Embedder)
@@ -526,11 +269,11 @@ def _run_local_model(plan: _Plan, settings: GenerationSettings, progress: bool, 
         del provider
         gc.collect()
     if stop.reason:
-        _count_not_asked(plan)
+        count_not_asked(plan)
     return list(plan.summaries.values())
 
 
-def _write_matrices(plan: _Plan, stop: _Stop) -> None:
+def _write_matrices(plan: Plan, stop: Stop) -> None:
     """An encoder's ``embeddings.npy`` per persona; a failure is reported (the records are saved), a full disk stops."""
     for persona in plan.personas:
         if stop.reason:
@@ -540,16 +283,16 @@ def _write_matrices(plan: _Plan, stop: _Stop) -> None:
         except Exception as exc:  # noqa: BLE001 - the records are saved; the matrix is rebuilt by the next run
             where = plan.space.path / persona.name / plan.folder / "embeddings.npy"
             if isinstance(exc, OSError) and exc.errno in DISK_FULL:
-                if stop.halt(f"disk full: could not write {where}: {_problem(exc)}"):
-                    log.error("could not write %s: %s. Stopping the run.", where, _problem(exc))
+                if stop.halt(f"disk full: could not write {where}: {write_problem(exc)}"):
+                    log.error("could not write %s: %s. Stopping the run.", where, write_problem(exc))
                 return
-            message = f"could not write {where}: {_problem(exc)} (the answers are saved; run again to rebuild it)"
+            message = f"could not write {where}: {write_problem(exc)} (the answers are saved; run again to rebuild it)"
             log.error("error: %s", message)
             stop.problems.append(message)
 
 
 def _ask_batched(provider: Generator, kind: Kind, pending: list[Work], settings: GenerationSettings,
-                 saver: _Saver) -> None:
+                 saver: Saver) -> None:
     """Batched requests of any kind, with bounded retries of the retryable failures; ends early on a stop."""
     todo = pending
     ask = kind.batched(provider)
@@ -634,23 +377,23 @@ async def _answer(provider: Generator, ask: Any, request: Any, settings: Generat
     raise AssertionError("unreachable")
 
 
-async def _run_remote_models(plans: list[_Plan], settings: GenerationSettings, progress: bool,
-                             run_id: str, stop: _Stop) -> list[ModelSummary]:
+async def _run_remote_models(plans: list[Plan], settings: GenerationSettings, progress: bool,
+                             run_id: str, stop: Stop) -> list[ModelSummary]:
     groups = await asyncio.gather(*(_run_remote_model(plan, settings, progress, run_id, stop) for plan in plans))
     return [s for group in groups for s in group]
 
 
-async def _run_remote_model(plan: _Plan, settings: GenerationSettings, progress: bool,
-                            run_id: str, stop: _Stop) -> list[ModelSummary]:
+async def _run_remote_model(plan: Plan, settings: GenerationSettings, progress: bool,
+                            run_id: str, stop: Stop) -> list[ModelSummary]:
     if stop.reason:
-        _count_not_asked(plan)
+        count_not_asked(plan)
         return list(plan.summaries.values())
     provider = _open_provider(plan, settings)
     if provider is None:
         return list(plan.summaries.values())
     assert isinstance(provider, Generator)
     bar = _progress(len(plan.pending), plan.label, progress)
-    saver = _Saver(plan, settings, run_id, bar, stop)
+    saver = Saver(plan, settings, run_id, bar, stop)
     semaphore = asyncio.Semaphore(settings.concurrency)
     ask = plan.kind.concurrent(provider)
 
@@ -677,7 +420,7 @@ async def _run_remote_model(plan: _Plan, settings: GenerationSettings, progress:
             await aclose()
         provider.close()
     if stop.reason:
-        _count_not_asked(plan)
+        count_not_asked(plan)
     return list(plan.summaries.values())
 
 

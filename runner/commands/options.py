@@ -18,12 +18,9 @@ def batch_size(value: str) -> int | str:
     if value == "auto":
         return value
     try:
-        number = int(value)
-    except ValueError:
+        return positive_int(value)
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError("expected a positive integer or 'auto'") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError("expected a positive integer or 'auto'")
-    return number
 
 
 def on_off(value: str) -> bool:

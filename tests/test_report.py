@@ -309,14 +309,23 @@ def test_scores_section_matches_collect_scores(mcq_store: Path, mcq_report: Path
     acc = sum(a == q["answer"] for (a, _), q in zip(LOGLIK, MCQ, strict=False))
     norm = sum(b == q["answer"] for (_, b), q in zip(LOGLIK, MCQ, strict=False))
     assert (first, second, acc, norm) == (4, 3, 3, 4)
-    # model, method, MedQA, "k/n right", average, unparseable, failed
+
+    def ci(right: int, n: int) -> str:  # the 95% percentile bootstrap interval, computed here from the counts
+        from runner.views.comparisons import task_seed
+        from runner.views.stats import percentile_interval
+
+        interval = percentile_interval([1.0] * right + [0.0] * (n - right), seed=task_seed(1234, "medqa_4options"))
+        assert interval is not None
+        return f"95% CI {100 * interval.low:.1f}–{100 * interval.high:.1f}"
+
+    # model, method, MedQA, "k/n right", the interval, average, unparseable, failed
     assert rows["fake:canned"] == ["fake:canned", "free text · medical-exam", pct(first, 5), f"{first}/5 right",
-                                   f"{100 * first / 5:.1f}", "1", "0"]
+                                   ci(first, 5), f"{100 * first / 5:.1f}", "1", "0"]
     assert rows["fake:canned@short"] == ["fake:canned@short", "free text · medical-exam", pct(second, 5),
-                                         f"{second}/5 right", f"{100 * second / 5:.1f}", "0", "0"]
+                                         f"{second}/5 right", ci(second, 5), f"{100 * second / 5:.1f}", "0", "0"]
     assert rows["hf:test/tiny-loglik"] == [
         "hf:test/tiny-loglik", "log-likelihood (acc; acc_norm below)", pct(acc, 5),
-        f"{acc}/5 right", f"acc_norm {pct(norm, 5)}", f"{100 * acc / 5:.1f}", "0", "0"]
+        f"{acc}/5 right", ci(acc, 5), f"acc_norm {pct(norm, 5)}", f"{100 * acc / 5:.1f}", "0", "0"]
     # The same numbers as ``score`` computes from the store (the set shown only; loglik records included).
     scores = {s.label: s for s in collect_scores(Store(mcq_store).iter_records("mcq"))}
     assert {k: (s.n, s.correct, s.method) for k, s in scores.items() if s.n} == {
@@ -325,7 +334,7 @@ def test_scores_section_matches_collect_scores(mcq_store: Path, mcq_report: Path
     for label in ("fake:canned", "fake:canned@short", "hf:test/tiny-loglik"):
         s = scores[label]
         assert f"{100 * s.accuracy:.1f} ± {100 * s.stderr:.1f}" == rows[label][2]
-    assert f"{100 * scores['hf:test/tiny-loglik'].acc_norm:.1f}" in rows["hf:test/tiny-loglik"][4]
+    assert f"{100 * scores['hf:test/tiny-loglik'].acc_norm:.1f}" in rows["hf:test/tiny-loglik"][5]
     text = " ".join(" ".join(parse(section).text).split())
     # The failing model has nothing to score; the short variant was cut off; question 3 could not be read.
     assert "fake:fail [medical-exam]: 5 failed, none to score" in text

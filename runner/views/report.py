@@ -187,11 +187,14 @@ def set_scores(source: StoreSource, question_set: str, models: Sequence[str] | N
     Log-likelihood records count too (they are no answers, so they have no card); the persona filter applies to
     free-text answers only, as in ``score``.
     """
+    from runner.views.comparisons import Statistics, add_intervals
     from runner.views.scores import collect_scores
 
     names = set().union(*(resolve_aliases(m) for m in models)) if models else None
-    return collect_scores(open_store(source).records_of(question_set), models=names,
-                          personas=set(personas) if personas else None)
+    scores = collect_scores(open_store(source).records_of(question_set), models=names,
+                            personas=set(personas) if personas else None)
+    add_intervals(scores, Statistics())  # 95% bootstrap intervals, as score computes them by default
+    return scores
 
 
 def _in_set(manifest: dict[str, Any], question_set: str) -> bool:
@@ -341,6 +344,8 @@ def _scores_section(scores: Sequence[TaskScore], shown: set[int]) -> str:
                 cells.append("<td class='n muted'>–</td>")
                 continue
             sub = f"<div class='sub'>{t.correct}/{t.n} right</div>"
+            if t.interval:
+                sub += f"<div class='sub'>95% CI {100 * t.interval[0]:.1f}–{100 * t.interval[1]:.1f}</div>"
             if t.method == "loglik" and t.acc_norm is not None:
                 sub += f"<div class='sub'>acc_norm {_pct(t.acc_norm, t.acc_norm_stderr)}</div>"
             cells.append(f"<td class='n' title='{esc(t.n)} questions'>{_pct(t.accuracy, t.stderr)}{sub}</td>")
@@ -373,7 +378,9 @@ def _scores_section(scores: Sequence[TaskScore], shown: set[int]) -> str:
         table = (f"<div class='scroll'><table class='data scores'><tr><th>Model</th>{head}<th class='n'>Average</th>"
                  f"<th class='n'>Unparseable</th><th class='n'>Failed</th></tr>{''.join(lines)}</table></div>"
                  "<p class='small muted'>Accuracy in % ± standard error (sqrt(p(1-p)/(n-1)), as the "
-                 "lm-evaluation-harness). Average: unweighted mean over the tasks; † averaged over the tasks that "
+                 "lm-evaluation-harness), with the 95% percentile bootstrap interval (10,000 resamples, fixed "
+                 "seed; score --compare gives paired tests). Average: unweighted mean over the tasks; † averaged "
+                 "over the tasks that "
                  "row has. Free-text answers: the chosen letter is extracted; an unparseable answer counts as wrong, "
                  "a failed one is not counted. Log-likelihood rows use the harness's method (acc, and acc_norm "
                  "per character).</p>")

@@ -79,15 +79,35 @@ class TaskScore:
     unparseable: list[dict[str, Any]] = field(default_factory=list)
     acc_norm: float | None = None
     acc_norm_stderr: float | None = None
-    items: list[dict[str, Any]] = field(default_factory=list)
+    interval: list[float] | None = None  # 95% percentile bootstrap interval of the accuracy (runner.views.stats)
+    acc_norm_interval: list[float] | None = None
+    items: list[dict[str, Any]] = field(default_factory=list)  # per question: n, chosen, answer (and chosen_norm)
+    details: dict[int, ItemDetail] = field(default_factory=dict, repr=False)  # per question, not in scores.json
 
     def to_json(self) -> dict[str, Any]:
         """The scores.json form (loglik-only fields left out for generate rows)."""
         data = asdict(self)
+        data.pop("details")
         if self.method != "loglik":
             data.pop("acc_norm")
             data.pop("acc_norm_stderr")
+            data.pop("acc_norm_interval")
         return data
+
+    def correctness(self, norm: bool = False) -> dict[int, float]:
+        """Each scored question's 0/1 score by number (``norm``: acc_norm's, for log-likelihood rows)."""
+        key = "chosen_norm" if norm else "chosen"
+        return {item["n"]: float(item.get(key) == item["answer"]) for item in self.items}
+
+
+@dataclass(frozen=True)
+class ItemDetail:
+    """What the statistics views show of a scored question: its id and text, the answer text, its other fields."""
+
+    id: str | None
+    question: str
+    text: str
+    extra: dict[str, Any]
 
 
 def record_method(record: Record) -> str | None:
@@ -143,16 +163,21 @@ def collect_scores(records: Iterable[Record | dict[str, Any]], models: set[str] 
             continue
         score.truncated += method == "generate" and record.finish_reason == "length"
         acc, norm = values[key]
+        item: dict[str, Any] = {"n": record.n}
         if method == "loglik":
             info = record.loglik
             chosen, chosen_norm = (info.acc_choice, info.acc_norm_choice) if info else (None, None)
             norm.append(float(chosen_norm == answer))
+            item["chosen_norm"] = chosen_norm
         else:
             chosen = extract_letter(record.text, options)
             if chosen is None:
                 score.unparseable.append({"n": record.n, "id": record.question_id, "text": record.text or ""})
         acc.append(float(chosen == answer))
-        score.items.append({"n": record.n, "chosen": chosen, "answer": answer})
+        item.update(chosen=chosen, answer=answer)
+        score.items.append(item)
+        score.details[record.n] = ItemDetail(record.question_id, record.question or "", record.text or "",
+                                             dict(record.extra or {}))
     for key, score in groups.items():
         acc, norm = values[key]
         score.n, score.correct = len(acc), int(sum(acc))
@@ -304,11 +329,10 @@ def chart_png(scores: Sequence[TaskScore], average: str = "unweighted") -> bytes
     try:
         for i, row in enumerate(rows):
             heights = [100 * row.tasks[c].accuracy if c in row.tasks else 0.0 for c in columns]
-            errors = [100 * (row.tasks[c].stderr or 0.0) if c in row.tasks else 0.0 for c in columns]
+            below, above = zip(*[_error_bar(row.tasks.get(c)) for c in columns], strict=True) if columns else ((), ())
             heights.append(100 * (row.average or 0.0))
-            errors.append(0.0)
             xs = [g + (i - (len(rows) - 1) / 2) * width for g in range(len(groups))]
-            ax.bar(xs, heights, width, yerr=errors, capsize=2, label=row.name)
+            ax.bar(xs, heights, width, yerr=[[*below, 0.0], [*above, 0.0]], capsize=2, label=row.name)
         ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right")
         ax.set_ylabel("accuracy (%)")
         ax.set_ylim(0, 100)
@@ -320,6 +344,16 @@ def chart_png(scores: Sequence[TaskScore], average: str = "unweighted") -> bytes
     finally:
         plt.close(fig)
     return buffer.getvalue()
+
+
+def _error_bar(score: TaskScore | None) -> tuple[float, float]:
+    """(below, above) in points: the bootstrap interval when it was computed, else ± the standard error."""
+    if score is None or score.accuracy is None:
+        return 0.0, 0.0
+    if score.interval:
+        return (max(0.0, 100 * (score.accuracy - score.interval[0])),
+                max(0.0, 100 * (score.interval[1] - score.accuracy)))
+    return 100 * (score.stderr or 0.0), 100 * (score.stderr or 0.0)
 
 
 def render_chart(scores: Sequence[TaskScore], path: Path, root: Path | None = None,
@@ -337,9 +371,11 @@ def render_chart(scores: Sequence[TaskScore], path: Path, root: Path | None = No
     return write_output(path, data, root=root, mode=0o644)
 
 
-def write_outputs(scores: Sequence[TaskScore], output_dir: Path, average: str = "unweighted") -> dict[str, Path | None]:
+def write_outputs(scores: Sequence[TaskScore], output_dir: Path, average: str = "unweighted",
+                  statistics: dict[str, Any] | None = None, sections: Sequence[str] = ()) -> dict[str, Path | None]:
     """Write ``scores.json``, ``leaderboard.md`` and ``scores.png`` under the output root (``average`` as in
-    ``leaderboard``; ``scores.json`` holds both averages and says which one ``average`` is).
+    ``leaderboard``; ``scores.json`` holds both averages and says which one ``average`` is). ``statistics`` goes into
+    ``scores.json`` and ``sections`` (markdown lines) at the end of ``leaderboard.md`` (``runner.views.comparisons``).
 
     Each is written atomically inside ``output_dir`` (a symbolic link there is replaced, not followed); a folder
     that cannot be written is one UsageError naming it.
@@ -357,9 +393,12 @@ def write_outputs(scores: Sequence[TaskScore], output_dir: Path, average: str = 
                          "average_kind": average, "average_unweighted": r.unweighted,
                          "average_weighted": r.weighted, "complete": r.complete} for r in rows],
     }
+    if statistics:
+        data["statistics"] = statistics
     output_dir = Path(output_dir)
     json_path, md_path = output_dir / "scores.json", output_dir / "leaderboard.md"
     write_output(json_path, json.dumps(data, ensure_ascii=False, indent=1) + "\n", root=output_dir, mode=0o644)
-    write_output(md_path, render_markdown(scores, average), root=output_dir, mode=0o644)
+    markdown = render_markdown(scores, average) + ("\n".join(sections) + "\n" if sections else "")
+    write_output(md_path, markdown, root=output_dir, mode=0o644)
     chart = render_chart(scores, output_dir / "scores.png", output_dir, average)
     return {"json": json_path, "markdown": md_path, "chart": chart}

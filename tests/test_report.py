@@ -297,7 +297,7 @@ def test_scores_section_matches_collect_scores(mcq_store: Path, mcq_report: Path
     assert '<a href="#scores">Scores</a>' in html.split("<h2>Questions</h2>")[0]  # in the contents
     section = _section(html, "scores")
     rows = {}
-    for row in section.split("<tr>")[2:]:
+    for row in section.split("<details class='comparisons'>")[0].split("<tr>")[2:]:
         cells = [c.strip() for c in parse(row.split("</table>")[0]).text if c.strip()]
         rows[cells[0]] = cells
 
@@ -341,6 +341,14 @@ def test_scores_section_matches_collect_scores(mcq_store: Path, mcq_report: Path
     assert "fake:canned@short [medical-exam]: 4 of 5 answers were cut off by the token limit" in text
     assert "Unparseable answers (1)" in text and "question 3 · fake:canned [medical-exam] · MedQA: I cannot say" in text
     assert "<a href='#q3'>question 3</a>" in section
+    # The paired comparison of the two free-text rows: McNemar on the discordant items (computed here by hand)
+    a_only = sum(a and not b for a, b in zip(FIRST_RIGHT, SECOND_RIGHT, strict=True))
+    b_only = sum(b and not a for a, b in zip(FIRST_RIGHT, SECOND_RIGHT, strict=True))
+    p_value = min(1.0, 2 * sum(math.comb(a_only + b_only, i) for i in range(min(a_only, b_only) + 1))
+                  / 2 ** (a_only + b_only))
+    assert "Paired comparisons (1)" in text
+    assert (f"fake:canned fake:canned@short medical-exam MedQA 5 80.0 60.0 +20.0" in text
+            and f"{a_only} {b_only} {p_value:.3g}" in text)
     # The chart is embedded as a PNG, and nothing was written into the output folder but the report.
     images = [a["src"] or "" for a in parse(section).all("img")]
     assert len(images) == 1 and images[0].startswith("data:image/png;base64,")

@@ -231,7 +231,7 @@ def _discordant(n: int, item_a: dict[str, Any], item_b: dict[str, Any], a: TaskS
 
 
 def compare_all(scores: Sequence[TaskScore], stats: Statistics) -> list[Comparison]:
-    """Every pair of rows that share a persona and method."""
+    """Every pair of rows that share a persona and method, where they answered some items in common."""
     labels: dict[tuple[str, str], list[str]] = {}
     for s in scores:
         group = labels.setdefault((s.persona, s.method), [])
@@ -242,7 +242,7 @@ def compare_all(scores: Sequence[TaskScore], stats: Statistics) -> list[Comparis
         for i, a in enumerate(names):
             for b in names[i + 1:]:
                 selected = [s for s in scores if s.persona == persona and s.method == method]
-                out += compare(selected, {a}, {b}, stats)
+                out += [c for c in compare(selected, {a}, {b}, stats) if c.n]  # pairs with shared items only
     return out
 
 

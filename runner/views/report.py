@@ -384,8 +384,39 @@ def _scores_section(scores: Sequence[TaskScore], shown: set[int]) -> str:
                  "row has. Free-text answers: the chosen letter is extracted; an unparseable answer counts as wrong, "
                  "a failed one is not counted. Log-likelihood rows use the harness's method (acc, and acc_norm "
                  "per character).</p>")
-    return (f'<section class="block" id="scores"><h2>Scores</h2>{table}{warn}{listing}{_chart(scores)}'
-            "</section>")
+    return (f'<section class="block" id="scores"><h2>Scores</h2>{table}{warn}{listing}{_comparisons(scores)}'
+            f"{_chart(scores)}</section>")
+
+
+def _comparisons(scores: Sequence[TaskScore]) -> str:
+    """Every pair of rows that share a persona and method, compared on the items both answered (folded)."""
+    from runner.views.comparisons import OVERALL, Statistics, adjust, compare_all
+    from runner.views.scores import task_title
+    from runner.views.stats import format_p
+
+    found = compare_all(scores, Statistics())
+    if not found:
+        return ""
+    adjust(found)
+    rows = []
+    for c in found:
+        scope = "Overall" if c.scope == OVERALL else task_title(c.scope)
+        interval = f"{100 * c.interval.low:+.1f} to {100 * c.interval.high:+.1f}" if c.interval else "–"
+        difference = f"{100 * c.difference:+.1f}" if c.difference is not None else "–"
+        cells = [esc(c.a), esc(c.b), esc("log-likelihood" if c.method == "loglik" else c.persona), esc(scope)]
+        numbers = [c.n, _pct(c.acc_a), _pct(c.acc_b), difference, interval, c.a_only, c.b_only,
+                   format_p(c.p_value), format_p(c.p_holm) if c.p_holm is not None else "–"]
+        rows.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells)
+                    + "".join(f"<td class='n'>{esc(x)}</td>" for x in numbers) + "</tr>")
+    head = "".join(f"<th{' class=n' if i > 3 else ''}>{h}</th>" for i, h in enumerate(
+        ["A", "B", "Persona", "Task", "Items", "A %", "B %", "A − B", "95% interval", "A only", "B only", "p",
+         "p (Holm)"]))
+    return (f"<details class='comparisons'><summary class='small'>Paired comparisons ({len(found)}): McNemar's exact "
+            "test on the items both answered, the difference with its paired bootstrap interval, Holm-adjusted "
+            f"p-values</summary><div class='scroll'><table class='data'><tr>{head}</tr>{''.join(rows)}</table></div>"
+            "<p class='small muted'>Unparseable answers count as wrong; failed answers and items only one model "
+            "answered are left out. <code>score --compare A,B --show discordant</code> lists the items they split "
+            "on.</p></details>")
 
 
 def _pct(value: float | None, stderr: float | None = None) -> str:

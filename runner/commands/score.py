@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from runner.commands.options import add_cpu_fast_path, add_filters, add_max_answer_chars, add_output_dir, batch_size
+from runner.commands.options import (
+    add_config,
+    add_cpu_fast_path,
+    add_filters,
+    add_max_answer_chars,
+    add_output_dir,
+    batch_size,
+    config_of,
+)
 from runner.core.errors import RunnerError, UsageError
 from runner.core.questions import Question
 from runner.core.store import SetRef
@@ -25,6 +34,7 @@ from runner.tasks.fewshot import FEWSHOT_SEED, SAMPLERS, FewshotPlan, plan_fewsh
 from runner.tasks.harness import HARNESS_VERSION
 from runner.tasks.registry import DEFAULT_PERSONA, dataset_hints, family_of, format_names
 from runner.views.scores import AVERAGES
+from runner.views.stats import RESAMPLES, SEED
 
 log = logging.getLogger("runner")
 EXAM_PERSONA = DEFAULT_PERSONA
@@ -36,6 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                           "persona and task, written to scores.json, leaderboard.md and scores.png.")
     add_output_dir(parser)
     add_filters(parser)
+    add_config(parser)
     parser.add_argument("--scoring", choices=["generate", "loglik"], default="generate",
                         help="generate: extract the letter from saved free-text answers (every provider; default); "
                              "loglik: log-likelihood of each choice, as lm-evaluation-harness (hf: models, or openai: "
@@ -44,8 +55,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="the leaderboard's average: unweighted mean over tasks (default, as the Open Medical LLM "
                              "Leaderboard) or weighted by each task's number of questions (as lm-evaluation-harness's "
                              "multimedqa group)")
+    st = parser.add_argument_group("statistics")
+    st.add_argument("--bootstrap", type=int, default=RESAMPLES, metavar="N",
+                    help=f"bootstrap resamples for the 95%% intervals (default {RESAMPLES:,}; 0: none); the seed is "
+                         f"fixed ({SEED}), so the same data gives the same interval")
+    st.add_argument("--compare", action="append", metavar="A,B",
+                    help="compare two models on the items both answered (names, aliases or slugs): accuracies, the "
+                         "difference with its paired bootstrap interval, McNemar's exact test, Holm-adjusted p-values; "
+                         "'all' compares every pair; may be repeated")
+    st.add_argument("--show", choices=["discordant"],
+                    help="with --compare: list the questions one model got right and the other wrong, with both "
+                         "answers")
+    st.add_argument("--by", metavar="FIELD",
+                    help="break each accuracy down by a question field: task, or a key the questions carry "
+                         "(category, subject, tags, ...)")
+    st.add_argument("--json", action="store_true", help="print the scores and statistics as JSON instead of tables")
     src = parser.add_argument_group("questions to answer first (with --models)")
-    src.add_argument("--questions", metavar="PATH", help="a questions JSONL file (the run format)")
+    src.add_argument("-q", "--questions", metavar="PATH", help="a questions JSONL file (the run format)")
     src.add_argument("--data", action="append", metavar="FILE",
                      help="a benchmark file as distributed (JSONL, JSON or Parquet); may be repeated")
     src.add_argument("--format", choices=format_names(),
@@ -85,7 +111,9 @@ def execute(args: argparse.Namespace) -> int:
     from runner.core.store import Store, check_tag
     from runner.views.scores import collect_scores, render_markdown, truncation_warnings, write_outputs
 
-    output_dir = Path(args.output_dir or "outputs")
+    config = config_of(args)  # --config: the model list (base_url, options), the settings and output_dir, as run
+    output_dir = Path(args.output_dir or config.output_dir)
+    args.models = args.models or config.models or None
     if args.num_fewshot < 0:
         raise UsageError("--num-fewshot must be 0 or more")
     if args.limit is not None and args.limit < 1:
@@ -111,21 +139,65 @@ def execute(args: argparse.Namespace) -> int:
     wanted = {(ref.name, q.n, q.question) for ref, qs in sources for q in qs} if sources is not None else None
     sets = {args.question_set} if args.question_set and sources is None else None
     snapshot = Store(output_dir).snapshot()
+    if sources is None and not snapshot.records:  # nothing was answered, and nothing is asked: write no empty scores
+        raise UsageError(f"nothing to score: no saved answers under {output_dir}. Answer questions first (the run "
+                         "command), or give --models with --questions, --data or --dataset to answer and score")
     if sets and args.question_set not in snapshot.set_names:
         raise UsageError(f"no question set {args.question_set!r} under {output_dir}; saved sets: "
                          f"{', '.join(snapshot.set_names) or '(none)'}")
     scores = collect_scores(snapshot.records, models=_model_names(args.models),
                             personas=personas, questions=wanted, sets=sets)
-    paths = write_outputs(scores, output_dir, args.average)
-    print(render_markdown(scores, args.average), end="")
+    stats, sections = _statistics(args, scores)
+    paths = write_outputs(scores, output_dir, args.average, stats.to_json(), sections)
+    if args.json:
+        print(json.dumps({"results": [s.to_json() for s in scores], "statistics": stats.to_json()},
+                         ensure_ascii=False, indent=1))
+    else:
+        print(render_markdown(scores, args.average) + "".join(line + "\n" for line in sections), end="")
     for warning in truncation_warnings(scores):
         log.warning("warning: %s", warning)
     print(f"Scores: {paths['json']}; leaderboard: {paths['markdown']}"
-          + (f"; chart: {paths['chart']}" if paths["chart"] else ""))
+          + (f"; chart: {paths['chart']}" if paths["chart"] else ""), file=sys.stderr if args.json else sys.stdout)
     return status
 
 
 QuestionSets = list[tuple["SetRef", list[Question]]]
+
+
+def _statistics(args: argparse.Namespace, scores: list[Any]) -> tuple[Any, list[str]]:
+    """Intervals, comparisons and breakdowns as asked; their markdown sections."""
+    from runner.views.comparisons import (
+        Statistics,
+        add_intervals,
+        adjust,
+        breakdowns,
+        compare,
+        compare_all,
+        markdown_sections,
+    )
+
+    if args.bootstrap < 0:
+        raise UsageError("--bootstrap must be 0 (no intervals) or a number of resamples")
+    if args.show and not args.compare:
+        raise UsageError("--show discordant needs --compare A,B")
+    stats = Statistics(resamples=args.bootstrap, show_discordant=args.show == "discordant")
+    add_intervals(scores, stats, args.average)
+    for pair in args.compare or []:
+        if pair.strip() == "all":
+            stats.comparisons += compare_all(scores, stats)
+            continue
+        names = [n.strip() for n in pair.split(",") if n.strip()]
+        if len(names) != 2:
+            raise UsageError(f"--compare {pair!r}: give two models, A,B (or all)")
+        found = compare(scores, _model_names([names[0]]) or set(), _model_names([names[1]]) or set(), stats)
+        if not found:
+            raise UsageError(f"--compare {pair}: no scored task that both {names[0]} and {names[1]} answered under "
+                             "the same persona and method; see the leaderboard's rows")
+        stats.comparisons += found
+    adjust(stats.comparisons)
+    if args.by:
+        stats.breakdowns = breakdowns(scores, args.by, stats)
+    return stats, (markdown_sections(scores, stats, args.average) if scores else [])
 
 
 def _question_sets(args: argparse.Namespace) -> QuestionSets | None:
@@ -210,9 +282,9 @@ def _with_examples(q: Question, examples: list[Question]) -> Question:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from runner.core.settings import GenerationSettings, merge_settings
+    from runner.core.settings import merge_settings
 
-    return merge_settings(GenerationSettings(), {"max_new_tokens": args.max_new_tokens,
+    return merge_settings(config_of(args).settings, {"max_new_tokens": args.max_new_tokens,
                                                  "batch_size": args.batch_size, "concurrency": args.concurrency,
                                                  "cpu_fast_path": args.cpu_fast_path,
                                                  "max_answer_chars": args.max_answer_chars})
@@ -279,13 +351,14 @@ def questions_in_store(store: Any, question_set: str | None = None) -> QuestionS
     return [(SetRef(name), [qs[n] for n in sorted(qs)]) for name, qs in sorted(found.items())]
 
 
-def _model_names(models: list[str] | None) -> set[str] | None:
-    """Every way a selected model can appear in a record: as given, canonical name, alias, slug."""
+def _model_names(models: list[Any] | None) -> set[str] | None:
+    """Every way a selected model (a name or a config entry) can appear in a record: as given, canonical name,
+    alias, slug."""
     if not models:
         return None
     from runner.providers.catalog import resolve_model
 
-    names = set(models)
+    names = {m if isinstance(m, str) else m.name for m in models}
     for name in models:
         try:
             spec = resolve_model(name)

@@ -119,3 +119,29 @@ def test_with_prefix_attention_rows_hold_only_their_own_tokens(generator: HFGene
         assert inputs["input_ids"].shape == (3, len(prefix) + width)
         assert cache.layers[0].keys.shape[2] == stored  # the prefix is not copied into each row
         assert cache.get_seq_length() == len(prefix) + width - 1  # but the cache stands for it (positions, mask)
+
+
+def test_answers_that_end_early_are_delivered_before_their_batch_ends(generator: HFGenerator,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # the same answers as one plain generate, but each delivered (saved, counted) as soon as its row ends
+    settings = GenerationSettings(max_new_tokens=24)
+    requests = [Request(f"k{i}", PERSONA, q, settings) for i, q in enumerate(QUESTIONS)]
+    generator.batch_size = len(QUESTIONS)
+    generator.own_prefill = False
+    plain = generator.generate(requests)
+    monkeypatch.setattr(hf_batch, "CHUNK_TOKENS", 4)
+    generator.own_prefill = True
+    chunks: list[int] = []
+    delivered: list[tuple[int, int]] = []  # (answer, chunks generated before it was delivered)
+    generator.token_meter = chunks.append
+    try:
+        results = generator.generate(requests, on_result=lambda i, r: delivered.append((i, len(chunks))))
+    finally:
+        generator.token_meter = None
+    assert [r.text for r in results] == [r.text for r in plain]
+    assert sorted(i for i, _ in delivered) == list(range(len(QUESTIONS)))  # each answer exactly once
+    stopped = {i for i, r in enumerate(results) if r.finish_reason == "stop"}
+    early = {i for i, seen in delivered if seen < len(chunks)}
+    assert stopped and early == stopped - {i for i, seen in delivered if seen == len(chunks)}
+    assert min(seen for _, seen in delivered) < len(chunks)  # progress moved inside the batch
+    assert sum(chunks) == sum(r.completion_tokens for r in results)  # the meter counts every token once

@@ -29,6 +29,7 @@ from runner.core.store import SetRef, SetStore, Store, check_tag, with_tag
 from runner.engine.kinds import KINDS, Embed, Kind, Work
 from runner.engine.manifest import build_manifest, new_run_id
 from runner.engine.plans import ModelSummary, Plan, RunReport
+from runner.engine.recording import note_prompt
 from runner.engine.saving import DISK_FULL, Saver, Stop, close_manifest, count_not_asked, write_problem
 from runner.engine.variants import CHANGED, SAME, VARIANT, Conflict, format_conflicts, saved_state
 from runner.providers import PROVIDERS, is_concurrent, load_provider_class, provider_info
@@ -209,18 +210,31 @@ def _open_provider(plan: Plan, settings: GenerationSettings) -> Generator | Embe
         provider.load()
         return provider
     except (ModelUnavailable, UsageError) as exc:
-        _fail_all(plan.summaries, plan.pending, f"{plan.label}: cannot run: {exc}")
+        _fail_all(plan, f"cannot run: {without_model_prefix(str(exc), plan.spec)}")
     except Exception as exc:  # noqa: BLE001 - a model that fails to load must not stop the others
-        _fail_all(plan.summaries, plan.pending, f"{plan.label}: failed to load: {type(exc).__name__}: {exc}")
+        _fail_all(plan, f"failed to load: {type(exc).__name__}: {without_model_prefix(str(exc), plan.spec)}")
     return None
 
 
-def _fail_all(summaries: dict[str, ModelSummary], pending: list[Work], message: str) -> None:
+def without_model_prefix(message: str, spec: ModelSpec) -> str:
+    """``message`` without the ``<model>: `` it starts with (the caller names the model once, in front)."""
+    names = {n for n in (spec.label, spec.name, spec.alias, spec.model_id) if n}
+    stripped = True
+    while stripped:
+        stripped = False
+        for name in names:
+            if message.startswith(f"{name}: "):
+                message, stripped = message[len(name) + 2:], True
+    return message
+
+
+def _fail_all(plan: Plan, message: str) -> None:
+    """Count every pending answer of ``plan`` failed; ``message`` (without the model's name) says why."""
     message = redact(message, limit=2000)
-    log.error("%s", message)
-    for work in pending:
-        summaries[work.persona.name].failed += 1
-    for s in summaries.values():
+    log.error("%s: %s", plan.label, message)
+    for work in plan.pending:
+        plan.summaries[work.persona.name].failed += 1
+    for s in plan.summaries.values():
         s.error = message
 
 
@@ -228,6 +242,21 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="answer", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
+
+
+def _token_meter(bar: Any) -> Any:
+    """A ``Generator.token_meter`` that shows tokens per second on the progress bar (inside a batch, too)."""
+    started = time.perf_counter()
+    total = 0
+
+    def meter(count: int) -> None:
+        nonlocal total
+        total += count
+        elapsed = time.perf_counter() - started
+        if elapsed > 0:
+            bar.set_postfix_str(f"{total / elapsed:.0f} tok/s", refresh=True)
+
+    return meter
 
 
 def _report_skips(plan: Plan) -> None:
@@ -262,6 +291,7 @@ def _run_local_model(plan: Plan, settings: GenerationSettings, progress: bool, r
             _write_matrices(plan, stop)
         else:
             assert isinstance(provider, Generator)
+            provider.token_meter = _token_meter(bar)
             _ask_batched(provider, plan.kind, plan.pending, settings, saver)
     finally:
         bar.close()
@@ -305,11 +335,12 @@ def _ask_batched(provider: Generator, kind: Kind, pending: list[Work], settings:
 
         def on_result(i: int, result: Result, todo: list[Work] = todo, attempt: int = attempt,
                       delivered: set[int] = delivered, retry: list[tuple[Work, Result]] = retry,
-                      last: bool = last) -> None:
+                      last: bool = last, requests: list[Any] = requests) -> None:
             if stop.reason:
                 raise _StopBatch
             delivered.add(i)
             result.attempts = attempt
+            note_prompt(provider, requests[i], result)
             if result.error and result.retryable and not last:
                 retry.append((todo[i], result))
             else:
@@ -409,6 +440,7 @@ async def _run_remote_model(plan: Plan, settings: GenerationSettings, progress: 
                 return
             result = await _answer(provider, ask, request, settings, stopped)
         if result is not None:  # an answer in flight when the run stopped is still saved when it can be
+            note_prompt(provider, request, result)
             saver(work, result)
 
     try:

@@ -63,6 +63,10 @@ class Result:
     # Log-likelihood requests: per continuation, the summed log-probability and whether it is the greedy output.
     logprobs: list[float] | None = None
     greedy: list[bool] | None = None
+    # Generate requests: the user message sent, and the whole prompt text where the provider formats one itself
+    # (local models: the chat template or prompt format applied). The engine fills these in (``note_prompt``).
+    user_message: str | None = None
+    prompt_text: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -111,6 +115,10 @@ class Generator(Provider):
     runs those up to ``settings.concurrency`` at a time and retries what ``classify`` calls retryable.
     """
 
+    # Set by the engine for a local run: called with the number of tokens generated since the last call, so the
+    # progress can show tokens per second inside a batch (providers that cannot tell leave it uncalled).
+    token_meter: Callable[[int], None] | None = None
+
     def generate(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Result]:
         """Answer every request; results in input order. ``on_result(i, result)`` fires as each is ready."""
         results = []
@@ -126,6 +134,12 @@ class Generator(Provider):
             if on_result:
                 on_result(i, result)
         return results
+
+    def prompt_text(self, request: Request) -> str | None:
+        """The exact prompt text the model receives for ``request``, when the provider formats one itself (local
+        models apply a chat template or prompt format); None for providers that send the system prompt and the user
+        message as they are (APIs)."""
+        return None
 
     def generate_one(self, request: Request) -> Result:
         """Answer one request (used by the default ``generate``); raise on failure."""

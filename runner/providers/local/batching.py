@@ -26,6 +26,7 @@ model's cache allows.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -289,11 +290,16 @@ def prefixed_inputs(prefix: list[int], suffixes: list[list[int]], pad_id: int, d
 
 
 def generate_in_chunks(model: Any, inputs: dict[str, Any], cache: Any, options: dict[str, Any],
-                       max_new_tokens: int, stop_ids: set[int]) -> list[list[int]]:
+                       max_new_tokens: int, stop_ids: set[int],
+                       on_done: Callable[[int, list[int]], None] | None = None,
+                       on_tokens: Callable[[int], None] | None = None) -> list[list[int]]:
     """Each row's new tokens: ``generate`` in chunks continuing ``cache``, finished rows leaving the batch.
 
     A row is finished once it has produced one of ``stop_ids``; what ``generate`` adds after that is cut off by
-    the caller, as for one plain ``generate`` call. Greedy answers are the same as from one call.
+    the caller, as for one plain ``generate`` call. Greedy answers are the same as from one call. ``on_done(row,
+    tokens)`` is called as soon as a row finishes (so its answer can be saved before the batch ends; rows still
+    running at the end are not reported through it), ``on_tokens(count)`` after each chunk with the tokens the
+    unfinished rows produced.
     """
     import torch
 
@@ -307,10 +313,20 @@ def generate_in_chunks(model: Any, inputs: dict[str, Any], cache: Any, options: 
         output = model.generate(input_ids=input_ids, attention_mask=mask, past_key_values=cache,
                                 **{**options, "max_new_tokens": step})
         added = output[:, input_ids.shape[1] :]
+        produced = 0
         for position, tokens in enumerate(added.tolist()):
             row = rows[position]
+            if finished[row]:
+                continue
             new[row].extend(tokens)
-            finished[row] = finished[row] or any(t in stop_ids for t in tokens)
+            stop = next((k for k, t in enumerate(tokens) if t in stop_ids), None)
+            produced += len(tokens) if stop is None else stop + 1
+            if stop is not None:
+                finished[row] = True
+                if on_done is not None:
+                    on_done(row, new[row])
+        if on_tokens is not None:
+            on_tokens(produced)
         remaining -= added.shape[1]
         if added.shape[1] < step or all(finished[row] for row in rows):
             break

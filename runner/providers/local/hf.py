@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -256,10 +256,19 @@ class HFGenerator(Generator):
 
             transformers.set_seed(settings.seed)
         pos = 0
+        delivered: set[int] = set()  # answers saved before their batch ended (see _run_batch)
+
+        def early(item: _Prepared, result: Result) -> None:
+            delivered.add(item.index)
+            deliver(item.index, result)
+
         while pos < len(order):
-            batch = order[pos : pos + size]
+            batch = [p for p in order[pos : pos + size] if p.index not in delivered]
+            if not batch:
+                pos += size
+                continue
             try:
-                answers = self._run_batch(settings, batch, prefill)
+                answers = self._run_batch(settings, batch, prefill, early)
             except Exception as exc:  # noqa: BLE001 - decided below: shrink and retry, or fail this batch only
                 if prefill is not None and not is_out_of_memory(exc):
                     log.warning("%s: prefilling the cache failed (%s: %s); generating the plain way",
@@ -274,15 +283,20 @@ class HFGenerator(Generator):
                     continue
                 error = self.classify(exc)
                 for item in batch:
-                    deliver(item.index, Result.failure(error))
-                pos += len(batch)
+                    if item.index not in delivered:
+                        deliver(item.index, Result.failure(error))
+                pos += size
                 continue
             for item, result in zip(batch, answers, strict=True):
-                deliver(item.index, result)
-            pos += len(batch)
+                if item.index not in delivered:
+                    deliver(item.index, result)
+            pos += size
 
-    def _run_batch(self, settings: GenerationSettings, batch: list[_Prepared],
-                   prefill: BatchPrefill | None = None) -> list[Result]:
+    def _run_batch(self, settings: GenerationSettings, batch: list[_Prepared], prefill: BatchPrefill | None = None,
+                   early: Callable[[_Prepared, Result], None] | None = None) -> list[Result]:
+        """One batch's answers. On the chunked path each answer is also passed to ``early`` as soon as its row
+        finishes, so it is saved (and the progress moves) before the batch ends; its latency is its share of the
+        batch's time until then. ``token_meter`` (when set) hears of the tokens produced after each chunk."""
         import torch
 
         start = time.perf_counter()
@@ -301,9 +315,14 @@ class HFGenerator(Generator):
             options.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p or 1.0)
         with torch.inference_mode():
             if cache is not None and prefill is not None:
+                def done(row: int, tokens: list[int]) -> None:
+                    if early is not None:
+                        share = (time.perf_counter() - start) / len(batch)
+                        early(batch[row], self._result(batch[row], tokens, share, settings))
+
                 with prefill.attending():
                     new_tokens = generate_in_chunks(self.model, enc, cache, options, settings.max_new_tokens,
-                                                    self.stop_ids)
+                                                    self.stop_ids, on_done=done, on_tokens=self.token_meter)
             else:
                 output = self.model.generate(**enc, **options)
                 new_tokens = output[:, enc["input_ids"].shape[1] :].tolist()

@@ -104,10 +104,14 @@ def not_downloadable(spec: ModelSpec, error: BaseException) -> ModelUnavailable:
 
 
 def quiet_loading_bars() -> None:
-    """Hide transformers' loading progress bars when stderr is not a terminal (logs, CI) or NO_PROGRESS is set."""
-    import sys
+    """Hide transformers' own loading bars (checkpoint shards, GGUF de-quantizing): the runner prints one
+    ``loading MODEL on DEVICE`` line and its own progress. Downloads from the hub keep their bars."""
+    from transformers.utils import logging as hf_logging
 
-    if os.environ.get("NO_PROGRESS") or not sys.stderr.isatty():
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()
+    try:  # its GGUF reader uses tqdm directly; give it transformers' switchable one
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:
+        return
+    if hasattr(gguf_utils, "tqdm"):
+        gguf_utils.tqdm = hf_logging.tqdm

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runner.core.settings import RunConfig
 
 
 def csv_list(value: str) -> list[str]:
@@ -61,7 +65,7 @@ def add_max_answer_chars(parser: argparse.ArgumentParser | argparse._ArgumentGro
 
 def add_output_dir(parser: argparse.ArgumentParser) -> None:
     """The ``--output-dir`` option shared by every sub-command."""
-    parser.add_argument("--output-dir", metavar="DIR", help="root of the saved answers (default: outputs)")
+    parser.add_argument("-o", "--output-dir", metavar="DIR", help="root of the saved answers (default: outputs)")
 
 
 def add_set_and_tag(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +78,24 @@ def add_set_and_tag(parser: argparse.ArgumentParser) -> None:
 
 def add_filters(parser: argparse.ArgumentParser) -> None:
     """``--models`` and ``--persona`` as filters (for the read-only views)."""
-    parser.add_argument("--models", type=csv_list, metavar="A,B", help="only these models (names, aliases or slugs)")
-    parser.add_argument("--persona", type=csv_list, metavar="A,B", help="only these personas")
+    parser.add_argument("-m", "--models", type=csv_list, metavar="A,B",
+                        help="only these models (names, aliases or slugs)")
+    parser.add_argument("-p", "--persona", type=csv_list, metavar="A,B", help="only these personas")
     parser.add_argument("--set", dest="question_set", metavar="NAME",
-                        help="the question set (default: the only one, or the latest run's; score: all)")
+                        help="the question set (default: the only one, or the latest run's; score, export: all)")
+
+
+def add_config(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE``: a TOML file with the settings and the model list (paths in it are relative to it)."""
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML file with settings and models (paths in it are relative to its folder); "
+                             "flags override it")
+
+
+def config_of(args: argparse.Namespace) -> RunConfig:
+    """The ``--config`` file's contents (the defaults without one), read once per command."""
+    from runner.core.settings import RunConfig, load_config
+
+    if getattr(args, "run_config", None) is None:
+        args.run_config = load_config(args.config) if getattr(args, "config", None) else RunConfig()
+    return args.run_config

@@ -7,11 +7,13 @@ import os
 from typing import Any
 
 from runner.commands.options import (
+    add_config,
     add_cpu_fast_path,
     add_max_answer_chars,
     add_output_dir,
     add_set_and_tag,
     batch_size,
+    config_of,
     csv_list,
 )
 from runner.core.errors import UsageError
@@ -19,16 +21,16 @@ from runner.core.errors import UsageError
 
 def configure(p: argparse.ArgumentParser) -> None:
     """Options of ``run``."""
-    p.add_argument("--questions", metavar="PATH", help="questions JSONL file (default: questions.jsonl)")
+    p.add_argument("-q", "--questions", metavar="PATH", help="questions JSONL file (default: questions.jsonl)")
     p.add_argument("--limit", type=int, metavar="N", help="answer only the first N questions")
-    p.add_argument("--models", type=csv_list, metavar="A,B",
+    p.add_argument("-m", "--models", type=csv_list, metavar="A,B",
                    help="models to run: provider:model-id or catalog aliases (default: the embedded pair "
                         "smollm2-135m-instruct,all-minilm-l6-v2); see the 'models' command")
-    p.add_argument("--persona", type=csv_list, metavar="NAME|PATH",
-                   help="persona name(s) from prompts/ or a path to a .md file; a,b runs each "
+    p.add_argument("-p", "--persona", type=csv_list, metavar="NAME|PATH",
+                   help="persona name(s) (see the 'personas' command) or a path to a .md file; a,b runs each "
                         "(default: oncology-researcher)")
     p.add_argument("--system-prompt", metavar="TEXT", help="an inline system prompt (saved as persona 'custom')")
-    p.add_argument("--config", metavar="FILE", help="TOML file with settings and models; flags override it")
+    add_config(p)
     add_output_dir(p)
     add_set_and_tag(p)
     g = p.add_argument_group("generation settings")
@@ -59,11 +61,11 @@ def execute(args: argparse.Namespace) -> int:
     from runner.commands.summary import print_summary
     from runner.core.personas import resolve_personas
     from runner.core.questions import load_questions
-    from runner.core.settings import ModelEntry, RunConfig, load_config, merge_settings
+    from runner.core.settings import ModelEntry, merge_settings
     from runner.engine import run
     from runner.providers.catalog import DEFAULT_MODELS
 
-    config = load_config(args.config) if args.config else RunConfig()
+    config = config_of(args)
     settings = merge_settings(config.settings, {k: getattr(args, k) for k in (
         "max_new_tokens", "temperature", "top_p", "seed", "batch_size", "concurrency", "max_attempts", "timeout_s",
         "cpu_fast_path", "max_answer_chars")})

@@ -38,8 +38,12 @@ def format_summary(report: RunReport) -> str:
     if unsaved:
         out += (f"\n{unsaved} answer(s) could not be saved (the messages above name the files and the problems); "
                 "they count as failed.")
-    if failed:
-        out += f"\n{failed} answer(s) failed; run the same command again to retry only those."
+    not_run = sum(s.failed for s in report.summaries if s.error)  # a retry alone cannot fix these
+    if failed - not_run:
+        out += f"\n{failed - not_run} answer(s) failed; run the same command again to retry only those."
+    if not_run:
+        out += (f"\n{not_run} answer(s) were not asked because their model could not run: do what 'Not run' says "
+                "above, then run the same command again.")
     if report.stopped:
         not_asked = sum(s.not_asked for s in report.summaries)
         out += (f"\nStopped early: {report.stopped}. {not_asked} answer(s) were not asked. Free some space and run "

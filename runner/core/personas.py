@@ -1,17 +1,24 @@
-"""Personas: expert system prompts, one per file in ``prompts/`` (name = file name without ``.md``)."""
+"""Personas: expert system prompts, one per ``.md`` file (name = file name without ``.md``).
+
+The bundled personas ship inside the package (``runner/prompts/``, package data read through
+``importlib.resources``, so a wheel or ``pip install .`` has them); a ``prompts/`` folder in the current
+directory is searched first.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import re
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from runner.core.errors import InputError, UsageError
+from runner.core.errors import InputError, UsageError, did_you_mean
 from runner.core.text import has_surrogate
 
 DEFAULT_PERSONA = "oncology-researcher"
-BUNDLED_DIR = Path(__file__).resolve().parents[2] / "prompts"
+BUNDLED_PACKAGE, BUNDLED_FOLDER = "runner", "prompts"  # the bundled personas: runner/prompts/*.md
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -37,27 +44,43 @@ class Persona:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
 
-def persona_dirs() -> list[Path]:
+def bundled_dir() -> Traversable:
+    """The folder of bundled personas inside the installed package (a plain folder for an ordinary install)."""
+    return resources.files(BUNDLED_PACKAGE).joinpath(BUNDLED_FOLDER)
+
+
+def persona_dirs() -> list[Traversable]:
     """Folders searched for personas: ``./prompts`` first, then the bundled one."""
-    dirs = [Path.cwd() / "prompts", BUNDLED_DIR]
-    unique: list[Path] = []
-    for d in dirs:
-        if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
-            unique.append(d)
-    return unique
+    local = Path.cwd() / "prompts"
+    return [local, bundled_dir()] if local.is_dir() else [bundled_dir()]
 
 
 def list_personas() -> list[Persona]:
     """Every persona found, by name (a name in ``./prompts`` hides the bundled one)."""
     found: dict[str, Persona] = {}
     for folder in persona_dirs():
-        for path in sorted(folder.glob("*.md")):
-            if path.stem not in found and NAME_RE.match(path.stem) and path.is_file():
+        try:
+            entries = sorted(folder.iterdir(), key=lambda e: e.name)
+        except OSError:  # an unreadable ./prompts lists nothing, as an empty one
+            continue
+        for entry in entries:
+            stem = entry.name.removesuffix(".md")
+            if entry.name.endswith(".md") and stem not in found and NAME_RE.match(stem) and entry.is_file():
                 try:
-                    found[path.stem] = read_persona_file(path)
+                    found[stem] = _read_entry(entry)
                 except InputError:
                     continue
     return [found[name] for name in sorted(found)]
+
+
+def _read_entry(entry: Traversable) -> Persona:
+    """A persona from a folder entry: a file on disk (every check of ``read_persona_file``) or package data."""
+    if isinstance(entry, Path):
+        return read_persona_file(entry)
+    text = entry.read_text(encoding="utf-8").strip()
+    if not text:
+        raise InputError(str(entry), None, "persona file is empty")
+    return Persona(name=entry.name.removesuffix(".md"), text=text, source=str(entry))
 
 
 def read_persona_file(path: Path, name: str | None = None) -> Persona:
@@ -86,19 +109,25 @@ def read_persona_file(path: Path, name: str | None = None) -> Persona:
     return Persona(name=stem, text=text, source=str(path))
 
 
+def is_persona_path(spec: str) -> bool:
+    """Whether a persona spec names a file (``my/prompt.md``) rather than a persona (``cardiologist``)."""
+    return "/" in spec or "\\" in spec or spec.strip().endswith((".md", ".txt"))
+
+
 def resolve_persona(spec: str) -> Persona:
     """A persona by name (``cardiologist``) or by path (``my/prompt.md``)."""
     spec = spec.strip()
     if not spec:
         raise UsageError("empty persona name")
-    if "/" in spec or "\\" in spec or spec.endswith((".md", ".txt")):
+    if is_persona_path(spec):
         return read_persona_file(Path(spec))
     for folder in persona_dirs() if NAME_RE.match(spec) else ():  # a name is short and plain, never a path
-        path = folder / f"{spec}.md"
-        if path.is_file():
-            return read_persona_file(path)
-    known = ", ".join(p.name for p in list_personas()) or "(none found)"
-    raise UsageError(f"unknown persona {spec!r}; known personas: {known} (or give a path to a .md file)")
+        entry = folder.joinpath(f"{spec}.md")
+        if entry.is_file():
+            return _read_entry(entry)
+    names = [p.name for p in list_personas()]
+    raise UsageError(f"unknown persona {spec!r}{did_you_mean(spec, names)}; known personas: "
+                     f"{', '.join(names) or '(none found)'} (or give a path to a .md file)")
 
 
 def resolve_personas(specs: list[str], system_prompt: str | None = None) -> list[Persona]:

@@ -81,7 +81,10 @@ def load_questions(path: str | Path, limit: int | None = None) -> list[Question]
             raise InputError(name, lineno, f"not valid UTF-8 (byte {exc.start + 1} of the line)") from None
         if not line.strip():
             continue
-        q = parse_line(line, name, lineno, n=len(questions) + 1)
+        try:
+            q = parse_line(line, name, lineno, n=len(questions) + 1)
+        except InputError as exc:
+            raise (exc if questions else not_jsonl(name, line, exc)) from None
         if q.id is not None:
             if q.id in seen_ids:
                 raise InputError(name, lineno, f"duplicate id {q.id!r} (first used on line {seen_ids[q.id]})")
@@ -90,6 +93,20 @@ def load_questions(path: str | Path, limit: int | None = None) -> list[Question]
     if not questions:
         raise InputError(name, None, "no questions in the file (it is empty or only blank lines)")
     return questions[:limit] if limit else questions
+
+
+def not_jsonl(name: str, first_line: str, error: InputError) -> InputError:
+    """The error for a file whose first line fails: a CSV file or a JSON array is told so; else ``error``."""
+    text = first_line.strip()
+    if text.startswith("["):
+        looks = ("it looks like a JSON array; put each object on its own line, without the brackets and the commas "
+                 "between objects")
+    elif not text.startswith("{") and ("," in text or "\t" in text):
+        looks = (f"it looks like CSV (first line {text[:60]!r}); write each question as a JSON object on its own "
+                 'line, like {"question": "...", "options": {"A": "...", "B": "..."}, "answer": "A"}')
+    else:
+        return error
+    return InputError(name, None, f"the questions file must be JSONL (one JSON object per line); {looks}")
 
 
 def parse_line(line: str, name: str, lineno: int, n: int) -> Question:

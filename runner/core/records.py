@@ -83,6 +83,8 @@ class Record(BaseModel):
     model_options: dict[str, Any] | None = None
     settings: dict[str, Any] | None = None
     text: str | None = None
+    user_message: str | None = None  # the user turn sent (generate records; the system prompt is persona_text)
+    prompt_text: str | None = None  # local models: the whole prompt text the model received, template applied
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     latency_s: float | None = None

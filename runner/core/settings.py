@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from runner.core.errors import InputError, UsageError
+from runner.core.errors import InputError, UsageError, did_you_mean
+from runner.core.personas import is_persona_path
 
 
 class GenerationSettings(BaseModel):
@@ -103,28 +104,73 @@ def load_config(path: str | Path) -> RunConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(str(path), None, f"not valid TOML: {exc}") from None
     try:
-        return RunConfig.model_validate(data)
+        config = RunConfig.model_validate(data)
     except ValidationError as exc:
         raise InputError(str(path), None, format_validation_error(exc)) from None
+    return anchor_paths(config, path.parent)
+
+
+def anchor_paths(config: RunConfig, folder: Path) -> RunConfig:
+    """The config with the relative paths written in it (questions, output_dir, persona files) taken from
+    ``folder``, the config file's folder, rather than the current directory; absolute paths are kept."""
+    def anchored(value: str) -> str:
+        return value if Path(value).is_absolute() else str(folder / value)
+
+    given = config.model_fields_set  # defaults (questions.jsonl, outputs) stay relative to the current directory
+    updates: dict[str, Any] = {name: anchored(getattr(config, name))
+                               for name in ("questions", "output_dir") if name in given}
+    if "personas" in given:
+        updates["personas"] = [anchored(p) if is_persona_path(p) else p for p in config.personas]
+    return config.model_copy(update=updates)
 
 
 def format_validation_error(exc: ValidationError) -> str:
-    """Turn a pydantic error into one readable line per problem."""
+    """Turn a pydantic error into one readable part per problem; an unknown key names the closest known one."""
+    errors = exc.errors()
     parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        parts.append(f"{where}: {msg}")
+    for err in errors:
+        loc = tuple(p for p in err["loc"] if p != "ModelEntry")  # a model entry's union member: not a key
+        if loc != err["loc"] or not _table_given_for_a_name(err, errors):
+            where = ".".join(str(p) for p in loc) or "(top level)"
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key" + did_you_mean(str(loc[-1]), _known_keys(loc))
+            parts.append(f"{where}: {msg}")
     return "; ".join(parts)
 
 
+def _table_given_for_a_name(err: Any, errors: list[Any]) -> bool:
+    """Whether ``err`` is a model entry's "not a string" while the entry is a table with its own errors."""
+    prefix = err["loc"][:-1]
+    return err["loc"][-1:] == ("str",) and any(e["loc"][:len(prefix) + 1] == (*prefix, "ModelEntry")
+                                               and len(e["loc"]) > len(prefix) + 1 for e in errors)
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys a config file may hold where ``loc`` (the unknown key's place) is."""
+    model = {"settings": GenerationSettings, "models": ModelEntry}.get(loc[0], RunConfig) if len(loc) > 1 \
+        else RunConfig
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+FLAG_NAMES = {"timeout_s": "--timeout"}  # settings whose flag is not ``--`` + the name with ``-`` for ``_``
+
+
+def flag_name(setting: str) -> str:
+    """The command-line flag that sets ``setting`` (``max_new_tokens`` -> ``--max-new-tokens``)."""
+    return FLAG_NAMES.get(setting, "--" + setting.replace("_", "-"))
+
+
 def merge_settings(base: GenerationSettings, overrides: dict[str, Any]) -> GenerationSettings:
-    """Return ``base`` with the given (non-None) overrides applied and validated."""
+    """Return ``base`` with the given (non-None) overrides, the command line's flags, applied and validated.
+
+    ``base`` is already valid (the defaults or a checked config file), so a problem is a flag's: it is named as typed.
+    """
     data = base.model_dump()
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return GenerationSettings.model_validate(data)
     except ValidationError as exc:
-        raise UsageError(f"invalid setting: {format_validation_error(exc)}") from None
+        problems = "; ".join(f"{flag_name(str(err['loc'][0]))}: {err['msg']}" if err["loc"] else err["msg"]
+                             for err in exc.errors())
+        raise UsageError(f"invalid setting: {problems}") from None

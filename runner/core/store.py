@@ -63,13 +63,34 @@ LEGACY_SET = "legacy"
 DEFAULT_SET = "questions"
 
 
+def current_umask() -> int:
+    """The process's umask (read from ``/proc`` where it can be, which changes nothing; else set and restored)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_file_mode() -> int:
+    """The permissions a plain ``open(path, "w")`` gives a new file: 0o666 less the umask (0o644 under 022)."""
+    return 0o666 & ~current_umask()
+
+
 def atomic_write(path: Path, data: str | bytes, *, root: Path | None = None, mode: int | None = None) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
 
     The data goes to a new temporary file in the same folder (created exclusively, so never through a link), which
     is then renamed over ``path``: a symbolic link at ``path`` is replaced, never followed. With ``root`` (the
     output folder), a folder on the way that is a symbolic link leading outside ``root`` is refused (UsageError)
-    before anything is created. ``mode`` sets the file's permissions (the temporary file is private).
+    before anything is created. ``mode`` sets the file's permissions; by default they follow the umask
+    (``default_file_mode``), so colleagues sharing an output folder can read it as they read any other file (the
+    temporary file is private until it is complete).
     """
     if root is not None:
         check_inside(root, path.parent)
@@ -78,8 +99,7 @@ def atomic_write(path: Path, data: str | bytes, *, root: Path | None = None, mod
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-            if mode is not None:
-                os.chmod(tmp, mode)  # the temporary file, by its own name: never through a link
+            os.fchmod(fh.fileno(), default_file_mode() if mode is None else mode)  # by descriptor: never a link
         os.replace(tmp, path)
     except BaseException:
         with suppress(OSError):

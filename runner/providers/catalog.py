@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from runner.core.credentials import remember_url
-from runner.core.errors import UsageError
+from runner.core.errors import UsageError, did_you_mean
 from runner.core.settings import ModelEntry
 from runner.core.text import bad_character
 from runner.providers import PROVIDERS, provider_info
@@ -151,7 +151,8 @@ def resolve_model(entry: str | ModelEntry) -> ModelSpec:
             raise UsageError(f"model {name!r}: the model id after '{provider}:' is empty or has control characters")
         spec = _BY_NAME.get(name) or ModelSpec(provider=provider, model_id=model_id, slug=safe_slug(model_id))
     else:
-        raise UsageError(f"unknown model {name!r}: use provider:model-id (providers: {', '.join(PROVIDERS)}) "
+        raise UsageError(f"unknown model {name!r}{did_you_mean(name, CATALOG)}: use provider:model-id (providers: "
+                         f"{', '.join(PROVIDERS)}) "
                          f"or one of the aliases: {', '.join(CATALOG)}")
     overrides = entry.model_dump(exclude={"name"}, exclude_none=True)
     if "slug" in overrides:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from runner.core.errors import ModelUnavailable, UsageError
+from runner.core.errors import ModelUnavailable, UsageError, did_you_mean
 
 log = logging.getLogger("runner")
 
@@ -186,7 +186,8 @@ def provider_info(name: str) -> ProviderInfo:
     try:
         return PROVIDERS[name]
     except KeyError:
-        raise UsageError(f"unknown provider {name!r}; known providers: {', '.join(PROVIDERS)}") from None
+        raise UsageError(f"unknown provider {name!r}{did_you_mean(name, PROVIDERS)}; known providers: "
+                         f"{', '.join(PROVIDERS)}") from None
 
 
 def is_concurrent(spec: Any) -> bool:

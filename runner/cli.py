@@ -1,6 +1,6 @@
 """The command line: a thin layer over ``runner.engine.run`` and the read-only views.
 
-Sub-commands: run (the default), compare, report, score, models, personas. Importing this module,
+Sub-commands: run (the default), compare, report, score, export, tasks, init, models, personas. Importing this module,
 ``--help``, ``models`` and ``personas`` never import torch or any model SDK.
 """
 
@@ -26,6 +26,9 @@ SUB_COMMANDS = {
     "compare": ("runner.commands.compare", "show every model's answer to one question side by side"),
     "report": ("runner.commands.report", "write a self-contained HTML report of the saved answers"),
     "score": ("runner.commands.score", "score multiple-choice answers: accuracy per model, persona and task"),
+    "export": ("runner.commands.export", "write every saved answer as one row of a CSV, JSONL or Parquet file"),
+    "tasks": ("runner.commands.tasks", "list the benchmark tasks and the --dataset names"),
+    "init": ("runner.commands.init", "write a commented run.toml and a questions.jsonl template to start from"),
 }
 COMMANDS = ("models", "personas", *SUB_COMMANDS)
 

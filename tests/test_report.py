@@ -347,7 +347,7 @@ def test_scores_section_matches_collect_scores(mcq_store: Path, mcq_report: Path
     p_value = min(1.0, 2 * sum(math.comb(a_only + b_only, i) for i in range(min(a_only, b_only) + 1))
                   / 2 ** (a_only + b_only))
     assert "Paired comparisons (1)" in text
-    assert (f"fake:canned fake:canned@short medical-exam MedQA 5 80.0 60.0 +20.0" in text
+    assert ("fake:canned fake:canned@short medical-exam MedQA 5 80.0 60.0 +20.0" in text
             and f"{a_only} {b_only} {p_value:.3g}" in text)
     # The chart is embedded as a PNG, and nothing was written into the output folder but the report.
     images = [a["src"] or "" for a in parse(section).all("img")]

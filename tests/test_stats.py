@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runner.views.stats import (Interval, bootstrap_means, format_p, holm, mcnemar_exact, paired_interval,
-                                percentile_interval, sign_flip_p)
+from runner.views.stats import (
+    Interval,
+    bootstrap_means,
+    format_p,
+    holm,
+    mcnemar_exact,
+    paired_interval,
+    percentile_interval,
+    sign_flip_p,
+)
 
 scipy_stats = pytest.importorskip("scipy.stats", reason="scipy is the reference the statistics are checked against")
 

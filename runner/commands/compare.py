@@ -31,6 +31,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_filters(parser)
     parser.add_argument("--width", type=int, metavar="COLS", help="line width (default: the terminal's, or COLUMNS)")
     parser.add_argument("--stacked", action="store_true", help="one answer under another instead of columns")
+    parser.add_argument("--show-prompt", action="store_true",
+                        help="with N: show each answer's prompt as sent (system prompt and user message; for local "
+                             "models the whole prompt text, template applied)")
     parser.add_argument("--agreement", action="store_true",
                         help="also show how similar the answers are (cosine similarity of their embeddings)")
     parser.add_argument("--encoder", metavar="NAME", default=None,
@@ -48,6 +51,8 @@ def execute(args: argparse.Namespace) -> int:
         raise UsageError("--width must be at least 20")
     if args.encoder and not args.agreement:
         raise UsageError("--encoder is used with --agreement")
+    if args.show_prompt and args.n is None:
+        raise UsageError("--show-prompt is used with a question number: compare N --show-prompt")
     _tolerant_stdout()
     width = args.width or terminal_width()
     color = use_color(sys.stdout) and not args.json
@@ -72,7 +77,7 @@ def execute(args: argparse.Namespace) -> int:
         print(json.dumps(data, ensure_ascii=False, indent=1))
         return 0
     if view is not None:
-        print(render_question(view, width, stacked=args.stacked, color=color))
+        print(render_question(view, width, stacked=args.stacked, color=color, show_prompt=args.show_prompt))
     if agreement is not None:
         if args.n is not None:
             print(render_agreement(agreement, width, n=args.n, color=color, legend=False) + "\n")

@@ -47,6 +47,9 @@ def make_record(question: Question, persona: Persona, spec: ModelSpec, settings:
         "model_options": model_options(spec),
         "settings": settings.model_dump(),
         "text": result.text,
+        # What a generate request sent (the system prompt is persona_text); local models: the whole prompt text.
+        "user_message": result.user_message,
+        "prompt_text": result.prompt_text,
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,
         "latency_s": round(result.latency_s, 4),
@@ -65,6 +68,25 @@ def make_record(question: Question, persona: Persona, spec: ModelSpec, settings:
         record["embedding_dim"] = len(embedding)
         record["embedding"] = [round(float(x), 7) for x in embedding]
     return record
+
+
+def note_prompt(provider: Any, request: Any, result: Result) -> None:
+    """Put on ``result`` what a generate request sent: its user message and, where the provider formats the prompt
+    itself (local models), the prompt text the model received. Other kinds' requests are left alone.
+
+    The system prompt sent is the persona's text, which every record keeps (``persona_text``). Failing to format
+    the prompt text again never fails the answer: the record then has the user message alone.
+    """
+    from runner.providers.base import Request
+
+    if not isinstance(request, Request):
+        return
+    result.user_message = request.user_message
+    if result.prompt_text is None:
+        try:
+            result.prompt_text = provider.prompt_text(request)
+        except Exception:  # noqa: BLE001 - the answer stands without it
+            result.prompt_text = None
 
 
 def cap_text(record: dict[str, Any], limit: int) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.core.errors import UsageError
+from runner.core.questions import Question, format_user_message
 from runner.core.records import Record, Snapshot, parse_record
 from runner.core.store import Store, legacy_set_name, with_tag
 from runner.tasks.letters import extract_letter
@@ -53,6 +54,10 @@ class Answer:
     question_differs: bool = False  # answered another question text saved under the same number
     chosen: str | None = None  # multiple-choice answers: the letter extracted (None: unparseable)
     correct: bool | None = None  # multiple-choice answers: whether ``chosen`` is the right letter
+    system_prompt: str | None = None  # the persona text sent as the system prompt
+    user_message: str | None = None  # the user turn sent (see ``user_message_rebuilt``)
+    user_message_rebuilt: bool = False  # an older record without it: rebuilt from the saved question
+    prompt_text: str | None = None  # local models: the whole prompt text the model received
 
     @property
     def ok(self) -> bool:
@@ -67,6 +72,14 @@ class Answer:
         if self.chosen is None:
             return "unparseable"
         return "right" if self.correct else "wrong"
+
+    def prompt_parts(self) -> list[tuple[str, str]]:
+        """The prompt this answer was given, as (heading, text) pairs: the whole prompt text where the model
+        received one (local models), else the system prompt and the user message."""
+        if self.prompt_text is not None:
+            return [("prompt as the model received it", self.prompt_text)]
+        user = "user message (rebuilt from the saved question)" if self.user_message_rebuilt else "user message"
+        return [("system prompt", self.system_prompt or "(not saved)"), (user, self.user_message or "(not saved)")]
 
     @classmethod
     def from_record(cls, record: Record | dict[str, Any]) -> Answer:
@@ -83,7 +96,11 @@ class Answer:
                      question=record.question, set_name=record.set_name or "", tag=record.tag or None,
                      text=record.text or "", error=record.error or None, prompt_tokens=record.prompt_tokens,
                      completion_tokens=record.completion_tokens, latency_s=record.latency_s,
-                     finish_reason=record.finish_reason, run_id=record.run_id, time=record.time)
+                     finish_reason=record.finish_reason, run_id=record.run_id, time=record.time,
+                     system_prompt=record.persona_text, user_message=record.user_message,
+                     prompt_text=record.prompt_text)
+        if answer.user_message is None and record.question:
+            answer.user_message, answer.user_message_rebuilt = sent_user_message(record), True
         if answer.ok and record.options and record.answer:
             answer.chosen = extract_letter(answer.text, record.options)
             answer.correct = answer.chosen == record.answer
@@ -125,6 +142,13 @@ class QuestionAnswers:
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON-serialisable)."""
         return asdict(self)
+
+
+def sent_user_message(record: Record) -> str:
+    """The user message a generate record's question becomes (``format_user_message``): what was sent, for records
+    saved before they kept it (``user_message``)."""
+    return format_user_message(Question(n=record.n, question=record.question, context=record.context,
+                                        options=dict(record.options) if record.options else None))
 
 
 def resolve_aliases(name: str) -> set[str]:

@@ -535,19 +535,28 @@ def _card(view: QuestionAnswers, answer: Answer | None, who: str, agreement: Agr
     verdict = _verdict_badge(answer, view.correct)
     head = (f'<div class="cardhead"><div class="who">{esc(who)}</div>{verdict}</div>'
             f'<div class="meta">{esc(" · ".join(meta))}</div>')
+    prompt = _prompt_details(answer)
     if not answer.ok:
         return f'<div class="card failed">{head}<span class="badge bad">failed</span><div class="error">' \
-               f"{esc(answer.error)}</div></div>"
+               f"{esc(answer.error)}</div>{prompt}</div>"
     kind = f"card {answer.verdict}" if answer.verdict else "card"
     text = answer.text or "(empty answer)"
     if len(text) <= LONG_ANSWER:
-        return f'<div class="{kind}">{head}<div class="answer">{esc(text)}</div></div>'
+        return f'<div class="{kind}">{head}<div class="answer">{esc(text)}</div>{prompt}</div>'
     cut = text.rfind(" ", 0, PREVIEW)
     preview = text[: cut if cut > PREVIEW // 2 else PREVIEW].rstrip() + " …"
     words = len(text.split())
     return (f'<div class="{kind}">{head}<div class="answer preview">{esc(preview)}</div>'
             f'<details class="more"><summary>Show the full answer ({words:,} words)</summary>'
-            f'<div class="answer">{esc(text)}</div></details></div>')
+            f'<div class="answer">{esc(text)}</div></details>{prompt}</div>')
+
+
+def _prompt_details(answer: Answer) -> str:
+    """The prompt an answer was given, folded under it: the system prompt and the user message, or for a local model
+    the whole prompt text it received."""
+    parts = "".join(f'<div class="ptitle">{esc(heading)}</div><div class="ptext">{esc(text)}</div>'
+                    for heading, text in answer.prompt_parts())
+    return f'<details class="prompt"><summary>Prompt sent</summary>{parts}</details>'
 
 
 def _verdict_badge(answer: Answer, right: str | None) -> str:

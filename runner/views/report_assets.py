@@ -85,6 +85,10 @@ ol.options li { padding:2px 0; } ol.options li.correct { color:var(--ok); font-w
 .error { color:var(--bad); font-family:var(--mono); font-size:12.5px; white-space:pre-wrap; overflow-wrap:anywhere; }
 details.more > summary { cursor:pointer; color:var(--accent); font-size:13px; margin-top:6px; }
 .card:has(details.more[open]) .preview { display:none; }
+details.prompt > summary { cursor:pointer; color:var(--muted); font-size:12px; margin-top:8px; }
+details.prompt .ptitle { color:var(--muted); font-size:11.5px; font-weight:600; margin:6px 0 2px; }
+details.prompt .ptext { white-space:pre-wrap; overflow-wrap:anywhere; font-family:var(--mono); font-size:12px;
+  background:#f3f5f8; border-radius:6px; padding:6px 8px; max-height:24em; overflow:auto; }
 .toolbar { display:flex; gap:8px; margin:0 0 14px; }
 button { font:inherit; font-size:13px; border:1px solid var(--line); background:var(--panel); border-radius:6px;
   padding:5px 10px; cursor:pointer; }

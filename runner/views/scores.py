@@ -119,6 +119,18 @@ def record_method(record: Record) -> str | None:
     return "generate"
 
 
+def record_choice(record: Record) -> tuple[str | None, str | None]:
+    """The letter a multiple-choice record chose, and for a log-likelihood record its acc_norm choice.
+
+    A free-text answer's letter is extracted from its text (None: unparseable); a log-likelihood record carries its
+    ``acc_choice`` and ``acc_norm_choice``. The one reading of a record's choice that scoring and exports share.
+    """
+    if record.kind == "loglik":
+        info = record.loglik
+        return (info.acc_choice, info.acc_norm_choice) if info else (None, None)
+    return extract_letter(record.text, record.options or {}), None
+
+
 def _matches(record: Record, names: set[str] | None) -> bool:
     return names is None or bool(record.names & names)
 
@@ -164,13 +176,11 @@ def collect_scores(records: Iterable[Record | dict[str, Any]], models: set[str] 
         score.truncated += method == "generate" and record.finish_reason == "length"
         acc, norm = values[key]
         item: dict[str, Any] = {"n": record.n}
+        chosen, chosen_norm = record_choice(record)
         if method == "loglik":
-            info = record.loglik
-            chosen, chosen_norm = (info.acc_choice, info.acc_norm_choice) if info else (None, None)
             norm.append(float(chosen_norm == answer))
             item["chosen_norm"] = chosen_norm
         else:
-            chosen = extract_letter(record.text, options)
             if chosen is None:
                 score.unparseable.append({"n": record.n, "id": record.question_id, "text": record.text or ""})
         acc.append(float(chosen == answer))

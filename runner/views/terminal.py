@@ -179,8 +179,9 @@ def format_meta(answer: Answer) -> str:
     return " · ".join(usage_parts(answer)) or "no usage recorded"
 
 
-def _cell(answer: Answer, title: str, subtitle: str, width: int, style: Style) -> list[str]:
-    """One answer as lines of at most ``width`` cells (styled after measuring)."""
+def _cell(answer: Answer, title: str, subtitle: str, width: int, style: Style, show_prompt: bool = False) -> list[str]:
+    """One answer as lines of at most ``width`` cells (styled after measuring); ``show_prompt``: the prompt sent
+    above it."""
     lines = [style.bold(pad(clip(sanitize(title, newlines=False), width), width))]
     lines += [style.dim(pad(line, width)) for line in wrap(f"{subtitle} · {format_meta(answer)}", width)]
     verdict = verdict_text(answer)
@@ -190,6 +191,11 @@ def _cell(answer: Answer, title: str, subtitle: str, width: int, style: Style) -
     if answer.question_differs:
         lines += [style.red(pad(line, width)) for line in wrap("(answered an older text of this question)", width)]
     lines.append(style.dim("─" * width))
+    if show_prompt:
+        for heading, text in answer.prompt_parts():
+            lines += [style.cyan(pad(line, width)) for line in wrap(heading + ":", width)]
+            lines += [style.dim(pad(line, width)) for line in wrap(text, width)]
+        lines += [style.cyan(pad(line, width)) for line in wrap("answer:", width)]
     if answer.ok:
         lines += [pad(line, width) for line in wrap(answer.text or "(empty answer)", width)]
     else:
@@ -226,8 +232,10 @@ def render_question_header(view: QuestionAnswers, width: int, style: Style) -> l
     return lines
 
 
-def render_question(view: QuestionAnswers, width: int, *, stacked: bool = False, color: bool = False) -> str:
-    """Question ``view.n`` and its answers: side by side when they fit in ``width``, else stacked."""
+def render_question(view: QuestionAnswers, width: int, *, stacked: bool = False, color: bool = False,
+                    show_prompt: bool = False) -> str:
+    """Question ``view.n`` and its answers: side by side when they fit in ``width``, else stacked;
+    ``show_prompt``: each answer with the prompt sent (system prompt and user message, or a local model's text)."""
     style = Style(color)
     width = max(20, width)
     lines = render_question_header(view, width, style)
@@ -240,28 +248,29 @@ def render_question(view: QuestionAnswers, width: int, *, stacked: bool = False,
         if view.columns_by == "model" and len(view.personas) > 1 and group:
             lines.append(style.cyan(clip(f"── persona: {sanitize(group[0].persona, newlines=False)} ", width)))
         if stacked or per_row == 1 or len(group) == 1:
-            lines += _stacked(view, group, width, style)
+            lines += _stacked(view, group, width, style, show_prompt)
         else:
-            lines += _side_by_side(view, group, width, min(per_row, len(group)), style)
+            lines += _side_by_side(view, group, width, min(per_row, len(group)), style, show_prompt)
     return "\n".join(lines)
 
 
-def _stacked(view: QuestionAnswers, answers: Sequence[Answer], width: int, style: Style) -> list[str]:
+def _stacked(view: QuestionAnswers, answers: Sequence[Answer], width: int, style: Style,
+             show_prompt: bool = False) -> list[str]:
     lines: list[str] = []
     for answer in answers:
         title, subtitle = _titles(view, answer)
-        lines += [line.rstrip() for line in _cell(answer, title, subtitle, width, style)]
+        lines += [line.rstrip() for line in _cell(answer, title, subtitle, width, style, show_prompt)]
         lines.append("")
     return lines
 
 
 def _side_by_side(view: QuestionAnswers, answers: Sequence[Answer], width: int, columns: int,
-                  style: Style) -> list[str]:
+                  style: Style, show_prompt: bool = False) -> list[str]:
     col_width = (width - len(GAP) * (columns - 1)) // columns
     gap = style.dim(GAP)
     lines: list[str] = []
     for start in range(0, len(answers), columns):
-        cells = [_cell(a, *_titles(view, a), col_width, style) for a in answers[start : start + columns]]
+        cells = [_cell(a, *_titles(view, a), col_width, style, show_prompt) for a in answers[start : start + columns]]
         height = max(len(c) for c in cells)
         for row in range(height):
             parts = [c[row] if row < len(c) else " " * col_width for c in cells]
@@ -313,12 +322,15 @@ def _fmt(value: float | None) -> str:
 
 def compare_responses(n: int, source: StoreSource = DEFAULT_OUTPUT_DIR, models: Sequence[str] | None = None,
                       personas: Sequence[str] | None = None, *, question_set: str | None = None,
-                      width: int | None = None, stacked: bool = False, file: TextIO | None = None) -> QuestionAnswers:
-    """Print question ``n`` and every model's saved answer side by side; return the data shown.
+                      width: int | None = None, stacked: bool = False, file: TextIO | None = None,
+                      show_prompt: bool = False) -> QuestionAnswers:
+    """Print question ``n`` and every model's saved answer side by side (``show_prompt``: with the prompt each was
+    given); return the data shown.
 
     The Python counterpart of ``medical_model_runner.py compare N``; ``source`` is the output folder or a snapshot.
     """
     stream = file or sys.stdout
     view = question_answers(n, source, models, personas, question_set)
-    print(render_question(view, width or terminal_width(), stacked=stacked, color=use_color(stream)), file=stream)
+    print(render_question(view, width or terminal_width(), stacked=stacked, color=use_color(stream),
+                          show_prompt=show_prompt), file=stream)
     return view

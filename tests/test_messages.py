@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import write_jsonl
@@ -85,3 +88,14 @@ def test_score_with_nothing_saved_says_so_and_writes_nothing(cli, tmp_path: Path
     assert _error(cli("score", "--output-dir", "elsewhere")).startswith(
         "error: nothing to score: no saved answers under elsewhere.")
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_models_does_not_call_a_hub_model_ready_when_its_weights_are_not_here(
+        cli: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path) -> None:
+    env = {"HF_HOME": str(tmp_path / "empty-cache"), "HF_HUB_OFFLINE": "1"}
+    rows = {r["alias"]: r for r in json.loads(cli("models", "--json", env=env).stdout)}
+    assert rows["smollm2-135m-instruct"]["missing"] == []  # embedded: nothing to download
+    assert ("the weights: not in the Hugging Face cache, and the hub is off (HF_HUB_OFFLINE)"
+            in rows["biomedlm"]["missing"])
+    text = cli("models", env=env).stdout
+    assert "->  missing the weights: not in the Hugging Face cache" in text

@@ -41,9 +41,30 @@ def model_needs(spec: ModelSpec) -> tuple[list[str], list[str]]:
             missing.append("a CUDA GPU")
     if spec.download_gb and not spec.embedded:
         needs.append(f"download ~{spec.download_gb:g} GB")
+        lacking_weights = weights_missing(spec)
+        if lacking_weights:
+            missing.append(lacking_weights)
     if spec.gated:
         needs.append("gated licence")
     return needs, missing
+
+
+def weights_missing(spec: ModelSpec) -> str | None:
+    """Why a local hub model's weights are not here (not in the Hugging Face cache), or None when they are."""
+    if not provider_info(spec.provider).local_flags or Path(spec.model_id).expanduser().is_dir():
+        return None
+    try:
+        from runner.providers.local.hub import hub_offline, is_cached
+    except ImportError:
+        return None
+    try:
+        if is_cached(spec.model_id):
+            return None
+    except ImportError:  # huggingface_hub not installed: the package line says so
+        return None
+    if hub_offline():
+        return "the weights: not in the Hugging Face cache, and the hub is off (HF_HUB_OFFLINE)"
+    return f"the weights: not downloaded yet (hf download {spec.model_id}, or on first use; needs the hub)"
 
 
 def print_models(as_json: bool = False) -> int:

@@ -24,6 +24,9 @@ class GenerationSettings(BaseModel):
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 means greedy, deterministic decoding.")
     top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus sampling cut-off (sampling only).")
     seed: int | None = Field(None, ge=0, description="Seed that makes sampling reproducible.")
+    repetition_penalty: float | None = Field(None, gt=0.0, le=10.0, description="Local models: divide the score of "
+                                             "tokens already in the prompt or answer by this (1 = off; "
+                                             "transformers' repetition_penalty). Not sent to API models.")
     batch_size: int | Literal["auto"] = Field("auto", description="Local models: prompts per forward pass.")
     concurrency: int = Field(8, ge=1, le=1024, description="API models: requests in flight at once.")
     max_attempts: int = Field(5, ge=1, le=50, description="Tries per answer for retryable errors.")
@@ -55,6 +58,8 @@ class GenerationSettings(BaseModel):
         ``max_answer_chars``, the retry and timeout settings) are not listed: changing them reuses saved answers.
         """
         fields: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature}
+        if self.repetition_penalty is not None:
+            fields["repetition_penalty"] = self.repetition_penalty
         if not self.greedy:
             fields["top_p"] = self.top_p
             fields["seed"] = self.seed
@@ -166,7 +171,7 @@ def merge_settings(base: GenerationSettings, overrides: dict[str, Any]) -> Gener
 
     ``base`` is already valid (the defaults or a checked config file), so a problem is a flag's: it is named as typed.
     """
-    data = base.model_dump()
+    data = base.model_dump(exclude_unset=True)  # what was set stays told apart from defaults (model card defaults)
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return GenerationSettings.model_validate(data)

@@ -174,10 +174,12 @@ def _check_questions(kind: Kind, questions: Sequence[Question]) -> None:
 def _plan(spec: ModelSpec, kind: Kind, questions: Sequence[Question], personas: Sequence[Persona],
           settings: GenerationSettings, space: SetStore, tag: str | None, force: bool) -> Plan:
     """Work still to do for one model, the skips and replacements counted, and the variants it would replace."""
+    settings = spec.settings_for(settings)  # the model card's defaults for what the user did not set
     label, folder = with_tag(spec.label, tag), with_tag(spec.slug, tag)
     personas = kind.personas(personas)
     plan = Plan(spec, kind, space, tag, label, folder, personas, [],
-                 {p.name: ModelSummary(model=spec.name, label=label, persona=p.name) for p in personas})
+                {p.name: ModelSummary(model=spec.name, label=label, persona=p.name) for p in personas},
+                settings=settings)
     for persona in personas:
         space.model_dir(persona.name, folder)  # refuses unsafe names before any work
         summary = plan.summaries[persona.name]
@@ -271,6 +273,7 @@ def _report_skips(plan: Plan) -> None:
 
 def _run_local_model(plan: Plan, settings: GenerationSettings, progress: bool, run_id: str,
                      stop: Stop) -> list[ModelSummary]:
+    settings = plan.settings or settings
     if stop.reason:  # a full disk stopped the run: load nothing more
         count_not_asked(plan)
         return list(plan.summaries.values())
@@ -416,6 +419,7 @@ async def _run_remote_models(plans: list[Plan], settings: GenerationSettings, pr
 
 async def _run_remote_model(plan: Plan, settings: GenerationSettings, progress: bool,
                             run_id: str, stop: Stop) -> list[ModelSummary]:
+    settings = plan.settings or settings
     if stop.reason:
         count_not_asked(plan)
         return list(plan.summaries.values())

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.core.personas import Persona
+from runner.core.settings import GenerationSettings
 from runner.core.store import SetStore
 from runner.engine.kinds import Kind, Work
 from runner.engine.variants import Conflict
@@ -69,3 +70,4 @@ class Plan:
     pending: list[Work]
     summaries: dict[str, ModelSummary]
     conflicts: list[Conflict] = field(default_factory=list)
+    settings: GenerationSettings | None = None  # the run's settings with this model's card defaults

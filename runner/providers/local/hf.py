@@ -178,7 +178,7 @@ class HFGenerator(Generator):
         return build_prompt(self.prompt_format, self.tokenizer, request.system_prompt, request.user_message).text
 
     def loglikelihood(self, requests: Sequence[LoglikRequest], on_result: OnResult | None = None,
-                      chunk: int = 64) -> list[Result]:
+                      chunk: int = 16) -> list[Result]:
         """Score each request's continuations as lm-evaluation-harness's HFLM does, ``chunk`` questions at a time
         (``--batch-size`` rows per forward pass, 8 with ``auto``); results reported per chunk."""
         from runner.providers.local.loglik import score_requests
@@ -309,6 +309,8 @@ class HFGenerator(Generator):
         else:
             enc = self.tokenizer.pad({"input_ids": [p.ids for p in batch]}, padding=True, return_tensors="pt")
             enc = {k: v.to(self.model.device) for k, v in enc.items()}
+        if settings.repetition_penalty is not None:
+            options["repetition_penalty"] = settings.repetition_penalty
         if settings.greedy:
             options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:

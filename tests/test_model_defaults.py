@@ -1,0 +1,42 @@
+"""Model-card generation defaults: used where neither a flag nor the config file sets a value, recorded, keyed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from runner.core.settings import GenerationSettings, merge_settings
+from runner.providers.catalog import resolve_model
+
+CARD = {"temperature": 0.2, "top_p": 0.9, "seed": 1234, "repetition_penalty": 1.1}
+
+
+def test_card_defaults_fill_only_what_the_user_left_unset() -> None:
+    smollm = resolve_model("smollm2-135m-instruct")
+    assert smollm.generation == CARD
+    plain = smollm.settings_for(GenerationSettings())
+    assert {k: getattr(plain, k) for k in CARD} == CARD and not plain.greedy
+    given = merge_settings(GenerationSettings(), {"temperature": 0.0, "max_new_tokens": 64})
+    greedy = smollm.settings_for(given)
+    assert greedy.greedy and greedy.max_new_tokens == 64 and greedy.repetition_penalty == 1.1
+    assert "top_p" not in greedy.answer_key_fields()  # greedy: sampling settings do not change the answer
+    # a model without card defaults keeps the run's settings; API models are never sent the local-only penalty
+    assert resolve_model("fake:echo").settings_for(given) is given
+    gpt = resolve_model("openai:gpt-4o").settings_for(merge_settings(GenerationSettings(), {"repetition_penalty": 1.3}))
+    assert gpt.repetition_penalty is None
+
+
+def test_the_default_run_records_the_card_settings_and_a_flag_overrides_them(
+        cli: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path) -> None:
+    (tmp_path / "q.jsonl").write_text('{"question": "Reply with the single word OK."}\n', encoding="utf-8")
+    done = cli("--questions", "q.jsonl", "--models", "smollm2-135m-instruct", "--max-new-tokens", "8")
+    assert done.returncode == 0, done.stderr
+    (record,) = [json.loads(p.read_text()) for p in tmp_path.glob("outputs/q/*/*/1.json")]
+    assert {k: record["settings"][k] for k in CARD} == CARD and record["settings"]["max_new_tokens"] == 8
+    greedy = cli("--questions", "q.jsonl", "--models", "smollm2-135m-instruct", "--max-new-tokens", "8",
+                 "--temperature", "0", "--tag", "greedy")
+    assert greedy.returncode == 0, greedy.stderr
+    (tagged,) = [json.loads(p.read_text()) for p in tmp_path.glob("outputs/q/*/*@greedy/1.json")]
+    assert tagged["settings"]["temperature"] == 0.0

@@ -207,3 +207,14 @@ def test_colour_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "\x1b[1m" in coloured and "\x1b[31m" in coloured
     monkeypatch.setenv("NO_COLOR", "1")
     assert not use_color(Tty())
+
+
+def test_columns_with_headers_of_unequal_height_keep_their_rules_and_answers_level(store: Path) -> None:
+    # question 3 is multiple-choice: a verdict line under some headers, and the failing model's longer details
+    out = run_cli("compare", "3", "--output-dir", str(store), "--width", "100", cwd=store.parent).stdout
+    rows = [line for line in out.splitlines() if "│" in line]
+    rules = [i for i, line in enumerate(rows) if "─" * 10 in line]
+    assert rules, out
+    first = rows[rules[0]]
+    # every column's rule is on the same line: the ruled line holds a rule in each column
+    assert all("─" * 10 in part for part in first.split("│")), first

@@ -182,6 +182,13 @@ def format_meta(answer: Answer) -> str:
 def _cell(answer: Answer, title: str, subtitle: str, width: int, style: Style, show_prompt: bool = False) -> list[str]:
     """One answer as lines of at most ``width`` cells (styled after measuring); ``show_prompt``: the prompt sent
     above it."""
+    head, body = _cell_parts(answer, title, subtitle, width, style, show_prompt)
+    return head + body
+
+
+def _cell_parts(answer: Answer, title: str, subtitle: str, width: int, style: Style,
+                show_prompt: bool = False) -> tuple[list[str], list[str]]:
+    """A cell's header (title, details, verdict, ending with its rule) and its body (prompt, answer)."""
     lines = [style.bold(pad(clip(sanitize(title, newlines=False), width), width))]
     lines += [style.dim(pad(line, width)) for line in wrap(f"{subtitle} · {format_meta(answer)}", width)]
     verdict = verdict_text(answer)
@@ -191,6 +198,7 @@ def _cell(answer: Answer, title: str, subtitle: str, width: int, style: Style, s
     if answer.question_differs:
         lines += [style.red(pad(line, width)) for line in wrap("(answered an older text of this question)", width)]
     lines.append(style.dim("─" * width))
+    head, lines = lines, []
     if show_prompt:
         for heading, text in answer.prompt_parts():
             lines += [style.cyan(pad(line, width)) for line in wrap(heading + ":", width)]
@@ -200,7 +208,7 @@ def _cell(answer: Answer, title: str, subtitle: str, width: int, style: Style, s
         lines += [pad(line, width) for line in wrap(answer.text or "(empty answer)", width)]
     else:
         lines += [style.red(pad(line, width)) for line in wrap(f"FAILED: {answer.error}", width)]
-    return lines
+    return head, lines
 
 
 def verdict_text(answer: Answer) -> str:
@@ -270,7 +278,10 @@ def _side_by_side(view: QuestionAnswers, answers: Sequence[Answer], width: int, 
     gap = style.dim(GAP)
     lines: list[str] = []
     for start in range(0, len(answers), columns):
-        cells = [_cell(a, *_titles(view, a), col_width, style, show_prompt) for a in answers[start : start + columns]]
+        parts_of = [_cell_parts(a, *_titles(view, a), col_width, style, show_prompt)
+                    for a in answers[start : start + columns]]
+        top = max(len(head) for head, _ in parts_of)  # headers of unequal height: the rules and answers still line up
+        cells = [head[:-1] + [" " * col_width] * (top - len(head)) + head[-1:] + body for head, body in parts_of]
         height = max(len(c) for c in cells)
         for row in range(height):
             parts = [c[row] if row < len(c) else " " * col_width for c in cells]

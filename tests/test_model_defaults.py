@@ -40,3 +40,26 @@ def test_the_default_run_records_the_card_settings_and_a_flag_overrides_them(
     assert greedy.returncode == 0, greedy.stderr
     (tagged,) = [json.loads(p.read_text()) for p in tmp_path.glob("outputs/q/*/*@greedy/1.json")]
     assert tagged["settings"]["temperature"] == 0.0
+
+
+def test_the_manifest_and_the_report_say_which_model_ran_with_its_card_settings(
+        cli: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path) -> None:
+    from runner.core.personas import Persona
+    from runner.core.questions import Question
+    from runner.engine.manifest import build_manifest
+
+    specs = [resolve_model("smollm2-135m-instruct"), resolve_model("fake:echo")]
+    manifest = build_manifest("r", [Question(n=1, question="q?")], None, specs, [Persona("p", "t", "x")],
+                              GenerationSettings(), None)
+    smollm, fake = manifest["models"]
+    assert smollm["settings"] == CARD and "settings" not in fake
+    from runner.views.report import _settings_section
+
+    shown = _settings_section([manifest], "q", [], 1)
+    assert "temperature=0.0" in shown  # the run's settings, then the model that ran with its own
+    assert "smollm2-135m-instruct: temperature=0.2, top_p=0.9, seed=1234, repetition_penalty=1.1" in shown
+    (tmp_path / "q.jsonl").write_text('{"question": "Say OK."}\n', encoding="utf-8")
+    assert cli("--questions", "q.jsonl", "--models", "fake:echo").returncode == 0
+    assert cli("report").returncode == 0
+    html = (tmp_path / "outputs" / "report.html").read_text(encoding="utf-8")
+    assert "temperature=0.0" in html and "repetition_penalty" not in html  # fake:echo ran with the run's settings

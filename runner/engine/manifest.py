@@ -74,7 +74,7 @@ def build_manifest(run_id: str, questions: Sequence[Question], questions_path: s
             "count": len(questions),
         },
         "personas": [{"name": p.name, "sha256": p.sha256, "source": p.source} for p in personas],
-        "models": [_model_entry(s) for s in specs],
+        "models": [_model_entry(s, settings) for s in specs],
         "settings": settings.model_dump(),
         "packages": package_versions(),
         "python": sys.version.split()[0],
@@ -135,8 +135,14 @@ def _proc_stat(pid: int) -> tuple[str | None, int | None]:
         return None, None
 
 
-def _model_entry(spec: ModelSpec) -> dict[str, Any]:
+def _model_entry(spec: ModelSpec, settings: GenerationSettings | None = None) -> dict[str, Any]:
+    """A model in the manifest: its spec, and the settings it ran with where they differ from the run's (its model
+    card's defaults, or a local-only setting not sent to an API model)."""
     data = spec.model_dump(exclude_none=True)
+    if settings is not None:
+        own, run = spec.settings_for(settings).model_dump(), settings.model_dump()
+        if own != run:
+            data["settings"] = {k: v for k, v in own.items() if v != run[k]}
     if "base_url" in data:
         data["base_url"] = redact(data["base_url"])
     data["name"] = spec.name

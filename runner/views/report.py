@@ -40,8 +40,8 @@ if TYPE_CHECKING:
 
 LONG_ANSWER = 1200  # characters; longer answers show a preview and collapse the rest
 PREVIEW = 600
-SETTINGS_SHOWN = ("max_new_tokens", "temperature", "top_p", "seed", "batch_size", "concurrency", "max_attempts",
-                  "timeout_s")
+SETTINGS_SHOWN = ("max_new_tokens", "temperature", "top_p", "seed", "repetition_penalty", "batch_size", "concurrency",
+                  "max_attempts", "timeout_s")
 
 
 # C0 control characters (escape sequences in model output) are invalid in HTML text: show their symbols instead.
@@ -274,6 +274,11 @@ def _settings_section(manifests: Sequence[dict[str, Any]], question_set: str, se
         q = m.get("questions") or {}
         settings = m.get("settings") or {}
         shown = ", ".join(f"{k}={settings[k]}" for k in SETTINGS_SHOWN if settings.get(k) is not None)
+        for model in m.get("models") or []:  # a model that ran with its own settings (its card's defaults)
+            own = model.get("settings") if isinstance(model.get("settings"), dict) else {}
+            if own:
+                shown += f"; {model.get('alias') or model.get('name')}: " + ", ".join(
+                    f"{k}={v}" for k, v in own.items() if k in SETTINGS_SHOWN)
         models = ", ".join(str(x.get("alias") or x.get("name")) for x in m.get("models") or [])
         persona_names = ", ".join(str(p.get("name")) for p in m.get("personas") or [])
         path = q.get("path")

@@ -568,3 +568,39 @@ def test_report_in_a_headless_browser(browser: DevTools, report: Path, mcq_repor
     browser.evaluate(session, "document.getElementById('only-wrong').click()")
     assert browser.evaluate(session, shown) == {"sections": every, "links": ["#q3"]}
     check_quiet(browser, session, url)
+
+
+def test_the_answer_grid_fits_1400_px(browser: DevTools, tmp_path: Path) -> None:
+    # five personas × three models, a fourth model with one answer (its other cells empty), and a single-persona set
+    write_jsonl(tmp_path / "q.jsonl", [{"question": "What are the symptoms of type 2 diabetes?"},
+                                       {"question": "How does metformin work?"}])
+    personas = "oncology-researcher,cardiologist,general-physician,patient-educator,research-scientist"
+    for args in (["-m", "fake:echo,fake:async-echo,fake:slow", "-p", personas],
+                 ["-m", "fake:canned", "--limit", "1"],
+                 ["-m", "fake:echo,fake:async-echo,fake:slow", "--set", "one"]):
+        assert run_cli("run", "-q", "q.jsonl", *args, cwd=tmp_path).returncode == 0
+    assert run_cli("report", "--set", "q", "--out", "five.html", cwd=tmp_path).returncode == 0
+    assert run_cli("report", "--set", "one", "--out", "one.html", cwd=tmp_path).returncode == 0
+    session, _ = open_report(browser, tmp_path / "five.html")
+    browser.send("Emulation.setDeviceMetricsOverride", session, width=1400, height=900, deviceScaleFactor=1,
+                 mobile=False)
+    layout = browser.evaluate(session, """(() => {
+        const grid = document.querySelector('#q1 .scroll > .grid'), cards = [...grid.querySelectorAll('.card')];
+        const missing = cards.filter(c => c.classList.contains('missing'));
+        const full = cards.filter(c => !c.classList.contains('missing'));
+        return {width: innerWidth, right: Math.max(...cards.map(c => c.getBoundingClientRect().right)),
+                columns: grid.querySelectorAll('.colhead').length, missing: missing.length,
+                missingHeight: Math.max(...missing.map(c => c.getBoundingClientRect().height)),
+                fullHeight: Math.min(...full.map(c => c.getBoundingClientRect().height)),
+                earlierRuns: !!document.querySelector('#settings details.runs'),
+                settingsRows: document.querySelectorAll('#settings > .scroll > table tr').length};
+    })()""")
+    assert layout["columns"] == 5 and layout["right"] <= layout["width"], layout  # no clipped persona column
+    assert layout["missing"] == 4 and layout["missingHeight"] < layout["fullHeight"], layout  # empty cells collapse
+    assert layout["earlierRuns"] and layout["settingsRows"] == 2, layout  # the latest run shown, the others folded
+    session, _ = open_report(browser, tmp_path / "one.html")
+    browser.send("Emulation.setDeviceMetricsOverride", session, width=1400, height=900, deviceScaleFactor=1,
+                 mobile=False)
+    tops = browser.evaluate(session, "[...document.querySelectorAll('#q1 .grid .card')]"
+                                     ".map(c => Math.round(c.getBoundingClientRect().top))")
+    assert len(tops) == 3 and len(set(tops)) == 1, tops  # three models side by side, not 2 + 1

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 
 LONG_ANSWER = 1200  # characters; longer answers show a preview and collapse the rest
 PREVIEW = 600
+# Answer cards: one persona puts the models side by side (three fit at 1400 px beside the contents list); several
+# personas are columns (five fit at 1400 px; more scroll sideways, with a hint above them).
+CARD_MIN, COLUMN_MIN, PERSONAS_THAT_FIT = "300px", "11.5rem", 5
 SETTINGS_SHOWN = ("max_new_tokens", "temperature", "top_p", "seed", "repetition_penalty", "batch_size", "concurrency",
                   "max_attempts", "timeout_s")
 
@@ -296,9 +299,13 @@ def _settings_section(manifests: Sequence[dict[str, Any]], question_set: str, se
                f"<dt>Packages</dt><dd>{esc(packages)}</dd>"
                f"<dt>Questions sha256</dt><dd class='mono'>{esc((latest.get('questions') or {}).get('sha256'))}</dd>"
                "</dl></details>")
-    return (f'{head}<div class="scroll"><table class="data">'
-            "<tr><th>Run</th><th>Started</th><th>Status</th><th>Questions</th><th>Models</th><th>Personas</th>"
-            f"<th>Generation settings</th></tr>{''.join(rows)}</table></div>{details}</section>")
+    header = ("<tr><th>Run</th><th>Started</th><th>Status</th><th>Questions</th><th>Models</th><th>Personas</th>"
+              "<th>Generation settings</th></tr>")
+    earlier = (f"<details class='runs'><summary class='small muted'>{len(rows) - 1} earlier run"
+               f"{'s' if len(rows) > 2 else ''}</summary><div class='scroll'><table class='data'>{header}"
+               f"{''.join(rows[1:])}</table></div></details>" if len(rows) > 1 else "")
+    return (f'{head}<div class="scroll"><table class="data">{header}{rows[0]}</table></div>{earlier}{details}'
+            "</section>")
 
 
 def _summary_section(summaries: Sequence[ModelSummary], encoders: Sequence[dict[str, Any]]) -> str:
@@ -517,13 +524,17 @@ def _grid(view: QuestionAnswers, agreement: Agreement | None) -> str:
     """Models (rows) × personas (columns); a single persona lays the models out as cards side by side."""
     if len(view.personas) == 1:
         cards = "".join(_card(view, view.get(m, view.personas[0]), m, agreement) for m in view.models)
-        return (f'<div class="grid" style="grid-template-columns:repeat(auto-fill,minmax(min(100%,340px),1fr))">'
+        return (f'<div class="grid" style="grid-template-columns:repeat(auto-fill,minmax(min(100%,{CARD_MIN}),1fr))">'
                 f"{cards}</div>")
-    columns = f"repeat({len(view.personas)},minmax(15rem,1fr))"
+    columns = f"repeat({len(view.personas)},minmax({COLUMN_MIN},1fr))"
     cells = [f'<div class="colhead">{esc(p)}</div>' for p in view.personas]
     for m in view.models:
         cells.extend(_card(view, view.get(m, p), m, agreement) for p in view.personas)
-    return f'<div class="scroll"><div class="grid" style="grid-template-columns:{columns}">{"".join(cells)}</div></div>'
+    hint = (f'<p class="small muted scrollhint">{len(view.personas)} personas side by side: scroll sideways for '
+            "those that do not fit, or run <code>compare N --stacked</code> in a terminal</p>"
+            if len(view.personas) > PERSONAS_THAT_FIT else "")
+    return (f'{hint}<div class="scroll"><div class="grid" style="grid-template-columns:{columns}">{"".join(cells)}'
+            "</div></div>")
 
 
 def _card(view: QuestionAnswers, answer: Answer | None, who: str, agreement: Agreement | None) -> str:

@@ -74,7 +74,7 @@ ol.options li { padding:2px 0; } ol.options li.correct { color:var(--ok); font-w
   letter-spacing:.05em; border-bottom:2px solid var(--line); }
 .card { border:1px solid var(--line); border-radius:8px; background:#fcfcfd; padding:10px 12px; min-width:0; }
 .card.failed { border-color:#f3b8b2; background:var(--bad-soft); }
-.card.missing { border-style:dashed; background:transparent; color:var(--muted); font-size:13px; }
+.card.missing { border-style:dashed; background:transparent; color:var(--muted); font-size:13px; align-self:start; }
 .card .cardhead { display:flex; justify-content:space-between; align-items:baseline; gap:8px; }
 .card .who { font-weight:600; font-size:14px; overflow-wrap:anywhere; min-width:0; }
 .card .verdict { flex:none; white-space:nowrap; }

@@ -213,3 +213,16 @@ def test_parquet_without_pyarrow_says_how_to_get_it(store: Path, monkeypatch: py
 def test_no_answers_is_a_usage_error(cli, tmp_path: Path) -> None:
     proc = cli("export", "-o", "missing")
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_csv_cells_that_look_like_formulas_open_as_text() -> None:
+    import csv
+    import io
+
+    from runner.views.export import render
+
+    rows = [{"text": '=HYPERLINK("http://x","click")', "question": "-1 or +1?", "n": 1, "latency_s": -0.5}]
+    (row,) = csv.DictReader(io.StringIO(render(rows, "csv").decode("utf-8")))
+    assert row["text"] == '\'=HYPERLINK("http://x","click")' and row["question"] == "'-1 or +1?"
+    assert row["n"] == "1" and row["latency_s"] == "-0.5"  # numbers are left alone
+    assert json.loads(render(rows, "jsonl"))["text"].startswith("=")  # JSONL keeps the value as saved

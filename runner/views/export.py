@@ -126,6 +126,17 @@ def _row(record: Record, prompts: bool) -> dict[str, Any]:
     return row
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may run as a formula (CSV injection)
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text: a string starting like a formula gets a leading ``'`` (OWASP's
+    advice for CSV injection); numbers and other values are unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def render(rows: Sequence[dict[str, Any]], fmt: str, prompts: bool = False) -> bytes:
     """The rows as the bytes of a CSV, JSONL or Parquet file (Parquet needs pyarrow: a UsageError says so)."""
     names = columns(prompts)
@@ -136,7 +147,7 @@ def render(rows: Sequence[dict[str, Any]], fmt: str, prompts: bool = False) -> b
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=names)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: spreadsheet_safe(v) for k, v in row.items()} for row in rows)
         return buffer.getvalue().encode("utf-8", "backslashreplace")
     if fmt == "parquet":
         return _parquet(rows, prompts)

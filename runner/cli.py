@@ -29,6 +29,7 @@ SUB_COMMANDS = {
     "export": ("runner.commands.export", "write every saved answer as one row of a CSV, JSONL or Parquet file"),
     "tasks": ("runner.commands.tasks", "list the benchmark tasks and the --dataset names"),
     "init": ("runner.commands.init", "write a commented run.toml and a questions.jsonl template to start from"),
+    "ask": ("runner.commands.ask", "ask one model one question and print the answer as it is written (not saved)"),
 }
 COMMANDS = ("models", "personas", *SUB_COMMANDS)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -140,6 +140,19 @@ class Generator(Provider):
         models apply a chat template or prompt format); None for providers that send the system prompt and the user
         message as they are (APIs)."""
         return None
+
+    def stream(self, request: Request) -> Iterator[str]:
+        """The answer to one request in pieces as they come (``ask``); by default the whole answer at once, from
+        ``agenerate`` for concurrent providers and ``generate`` otherwise. A failure is raised as ProviderError."""
+        if self.info.concurrent:
+            import asyncio
+
+            result = asyncio.run(self.agenerate(request))
+        else:
+            (result,) = self.generate([request])
+        if result.error:
+            raise ProviderError(result.error, retryable=False)
+        yield result.text or ""
 
     def generate_one(self, request: Request) -> Result:
         """Answer one request (used by the default ``generate``); raise on failure."""

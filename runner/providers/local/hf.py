@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -300,8 +300,7 @@ class HFGenerator(Generator):
         import torch
 
         start = time.perf_counter()
-        options: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens,
-                                   "pad_token_id": self.tokenizer.pad_token_id}
+        options = self._options(settings)
         cache = None
         if prefill is not None:
             skip = len(prefill.prefix)
@@ -309,12 +308,6 @@ class HFGenerator(Generator):
         else:
             enc = self.tokenizer.pad({"input_ids": [p.ids for p in batch]}, padding=True, return_tensors="pt")
             enc = {k: v.to(self.model.device) for k, v in enc.items()}
-        if settings.repetition_penalty is not None:
-            options["repetition_penalty"] = settings.repetition_penalty
-        if settings.greedy:
-            options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        else:
-            options.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p or 1.0)
         with torch.inference_mode():
             if cache is not None and prefill is not None:
                 def done(row: int, tokens: list[int]) -> None:
@@ -332,6 +325,51 @@ class HFGenerator(Generator):
         # so the per-answer latencies add up to the time actually spent.
         share = (time.perf_counter() - start) / len(batch)
         return [self._result(p, tokens, share, settings) for p, tokens in zip(batch, new_tokens, strict=True)]
+
+    def _options(self, settings: GenerationSettings) -> dict[str, Any]:
+        """``generate``'s options for ``settings``: the token limit, decoding, and the repetition penalty."""
+        options: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens,
+                                   "pad_token_id": self.tokenizer.pad_token_id}
+        if settings.repetition_penalty is not None:
+            options["repetition_penalty"] = settings.repetition_penalty
+        if settings.greedy:
+            options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            options.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p or 1.0)
+        return options
+
+    def stream(self, request: Request) -> Iterator[str]:
+        """The answer to one request, in pieces as the model writes them (transformers' TextIteratorStreamer)."""
+        import threading
+
+        import torch
+        import transformers
+
+        if self.model is None:
+            raise ModelUnavailable(f"{self.spec.name} is not loaded (call load() first)")
+        prepared = self._tokenize(0, request)
+        settings = request.settings
+        if not settings.greedy and settings.seed is not None:
+            transformers.set_seed(settings.seed)
+        streamer = transformers.TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        ids = torch.tensor([prepared.ids], device=self.model.device)
+        options = {**self._options(settings), "eos_token_id": sorted(self.stop_ids) or None, "streamer": streamer}
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                with torch.inference_mode():
+                    self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **options)
+            except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+                failure.append(exc)
+                streamer.end()
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        yield from streamer
+        thread.join()
+        if failure:
+            raise self.classify(failure[0])
 
     def _result(self, prepared: _Prepared, tokens: list[int], latency: float,
                 settings: GenerationSettings) -> Result:

@@ -53,9 +53,9 @@ def test_request_shape_usage_and_record(tmp_path: Path, server: FakeServer, key:
 
 
 def test_sampling_settings_are_sent_when_sampling(tmp_path: Path, server: FakeServer, key: str) -> None:
-    run_model(tmp_path, server, temperature=0.8, top_p=0.5, seed=4)
+    run_model(tmp_path, server, temperature=0.8, top_p=0.5, seed=4, frequency_penalty=0.3)
     assert server.requests[0].body["generationConfig"] == {"temperature": 0.8, "topP": 0.5, "seed": 4,
-                                                          "maxOutputTokens": 512}
+                                                          "frequencyPenalty": 0.3, "maxOutputTokens": 512}
 
 
 def test_google_api_key_accepted(tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:

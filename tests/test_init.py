@@ -60,7 +60,8 @@ def test_every_setting_is_in_the_config_with_its_default(tmp_path: Path, cli) ->
     live.write_text(_uncomment(text), encoding="utf-8")
     config = load_config(live)
     defaults = GenerationSettings()
-    assert config.settings == defaults.model_copy(update={"top_p": 0.95, "seed": 1234, "repetition_penalty": 1.1})
+    assert config.settings == defaults.model_copy(update={"top_p": 0.95, "seed": 1234, "repetition_penalty": 1.1,
+                                                                  "frequency_penalty": 0.5})
     assert (config.personas, config.force, config.output_dir) == (["oncology-researcher"], False,
                                                                   str(tmp_path / "outputs"))
     names = [m.name if isinstance(m, ModelEntry) else m for m in config.models]

@@ -26,6 +26,10 @@ def test_card_defaults_fill_only_what_the_user_left_unset() -> None:
     assert resolve_model("fake:echo").settings_for(given) is given
     gpt = resolve_model("openai:gpt-4o").settings_for(merge_settings(GenerationSettings(), {"repetition_penalty": 1.3}))
     assert gpt.repetition_penalty is None
+    both = merge_settings(GenerationSettings(), {"frequency_penalty": 0.5, "repetition_penalty": 1.2})
+    assert smollm.settings_for(both).frequency_penalty is None  # local models use the repetition penalty
+    assert resolve_model("openai:gpt-4o").settings_for(both).frequency_penalty == 0.5
+    assert "frequency_penalty" in resolve_model("openai:gpt-4o").settings_for(both).answer_key_fields()
 
 
 def test_the_default_run_records_the_card_settings_and_a_flag_overrides_them(

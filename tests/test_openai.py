@@ -61,9 +61,9 @@ def test_request_shape_usage_and_record(tmp_path: Path, server: FakeServer, key:
 
 
 def test_sampling_settings_are_sent_when_sampling(tmp_path: Path, server: FakeServer, key: str) -> None:
-    run_model(tmp_path, server, temperature=0.7, top_p=0.9, seed=11)
+    run_model(tmp_path, server, temperature=0.7, top_p=0.9, seed=11, frequency_penalty=0.4)
     body = server.requests[0].body
-    assert (body["temperature"], body["top_p"], body["seed"]) == (0.7, 0.9, 11)
+    assert (body["temperature"], body["top_p"], body["seed"], body["frequency_penalty"]) == (0.7, 0.9, 11, 0.4)
 
 
 def test_reasoning_model_gets_developer_role_and_no_sampling(tmp_path: Path, server: FakeServer, key: str) -> None:

@@ -25,6 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling cut-off")
     parser.add_argument("--seed", type=int, metavar="N", help="seed that makes sampling reproducible")
     parser.add_argument("--repetition-penalty", type=float, metavar="R", help="local models: penalise repeats")
+    parser.add_argument("--frequency-penalty", type=float, metavar="F", help="API models: penalise repeats")
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -46,7 +47,8 @@ def execute(args: argparse.Namespace) -> int:
         raise UsageError(f"{spec.label} returns embeddings, not answers; ask a generative model")
     (persona,) = resolve_personas([args.persona or DEFAULT_PERSONA] if args.system_prompt is None else [],
                                   args.system_prompt)
-    given = {k: getattr(args, k) for k in ("max_new_tokens", "temperature", "top_p", "seed", "repetition_penalty")}
+    given = {k: getattr(args, k) for k in ("max_new_tokens", "temperature", "top_p", "seed", "repetition_penalty",
+                                           "frequency_penalty")}
     settings = spec.settings_for(merge_settings(GenerationSettings(), given))
     request = Request("ask", persona.text, format_user_message(Question(n=1, question=args.question)), settings)
     provider = load_provider_class(spec.provider)(spec, settings)

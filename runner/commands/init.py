@@ -28,7 +28,8 @@ TOP_LEVEL: dict[str, tuple[Any, str]] = {
     "tag": ("v2", "save the answers as a named variant, beside answers made with other settings; default: none"),
 }
 ACTIVE = {"questions"}  # keys written uncommented
-SETTING_EXAMPLES: dict[str, Any] = {"top_p": 0.95, "seed": 1234, "repetition_penalty": 1.1}  # default unset
+SETTING_EXAMPLES: dict[str, Any] = {"top_p": 0.95, "seed": 1234, "repetition_penalty": 1.1,
+                                   "frequency_penalty": 0.5}  # default unset
 MODELS_EXAMPLE = """\
 # models = [
 #   "smollm2-135m-instruct",

@@ -40,6 +40,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, metavar="N", help="seed that makes sampling reproducible")
     g.add_argument("--repetition-penalty", type=float, metavar="R",
                    help="local models: penalise tokens already used (1 = off; e.g. 1.2); not sent to API models")
+    g.add_argument("--frequency-penalty", type=float, metavar="F",
+                   help="API models: penalise tokens by how often they appeared (-2 to 2); not used by local models")
     g.add_argument("--batch-size", type=batch_size, metavar="N|auto", help="local models: prompts per batch")
     g.add_argument("--concurrency", type=int, metavar="N", help="API models: requests in flight (default 8)")
     g.add_argument("--max-attempts", type=int, metavar="N", help="tries per answer on retryable errors (default 5)")
@@ -69,9 +71,8 @@ def execute(args: argparse.Namespace) -> int:
 
     config = config_of(args)
     settings = merge_settings(config.settings, {k: getattr(args, k) for k in (
-        "max_new_tokens", "temperature", "top_p", "seed", "repetition_penalty", "batch_size", "concurrency",
-        "max_attempts", "timeout_s",
-        "cpu_fast_path", "max_answer_chars")})
+        "max_new_tokens", "temperature", "top_p", "seed", "repetition_penalty", "frequency_penalty", "batch_size",
+        "concurrency", "max_attempts", "timeout_s", "cpu_fast_path", "max_answer_chars")})
     if args.persona and args.system_prompt is not None:
         raise UsageError("give either --persona or --system-prompt, not both")
     system_prompt = args.system_prompt if args.system_prompt is not None else (

@@ -27,6 +27,9 @@ class GenerationSettings(BaseModel):
     repetition_penalty: float | None = Field(None, gt=0.0, le=10.0, description="Local models: divide the score of "
                                              "tokens already in the prompt or answer by this (1 = off; "
                                              "transformers' repetition_penalty). Not sent to API models.")
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0, description="API models (OpenAI, Gemini, "
+                                            "OpenAI-compatible servers): penalise tokens by how often they already "
+                                            "appeared. Not used by local models (see repetition_penalty).")
     batch_size: int | Literal["auto"] = Field("auto", description="Local models: prompts per forward pass.")
     concurrency: int = Field(8, ge=1, le=1024, description="API models: requests in flight at once.")
     max_attempts: int = Field(5, ge=1, le=50, description="Tries per answer for retryable errors.")
@@ -60,6 +63,8 @@ class GenerationSettings(BaseModel):
         fields: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature}
         if self.repetition_penalty is not None:
             fields["repetition_penalty"] = self.repetition_penalty
+        if self.frequency_penalty is not None:
+            fields["frequency_penalty"] = self.frequency_penalty
         if not self.greedy:
             fields["top_p"] = self.top_p
             fields["seed"] = self.seed

@@ -80,8 +80,11 @@ class ModelSpec(BaseModel):
     def settings_for(self, settings: GenerationSettings) -> GenerationSettings:
         """``settings`` with this model's card defaults (``generation``) for what the user did not set."""
         defaults = {k: v for k, v in self.generation.items() if k not in settings.model_fields_set}
-        if settings.repetition_penalty is not None and not provider_info(self.provider).local_flags:
+        local = provider_info(self.provider).local_flags
+        if settings.repetition_penalty is not None and not local:
             defaults["repetition_penalty"] = None  # a local-model setting: API models are not sent it
+        if settings.frequency_penalty is not None and local:
+            defaults["frequency_penalty"] = None  # an API setting: local models use repetition_penalty
         return settings.model_copy(update=defaults) if defaults else settings
 
     def estimate_cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:

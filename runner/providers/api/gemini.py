@@ -84,6 +84,8 @@ class GeminiGenerator(Generator):
         sampling: dict[str, Any] = {}
         if not s.greedy:  # only then are top_p and seed part of the answer key
             sampling = {k: v for k, v in (("top_p", s.top_p), ("seed", s.seed)) if v is not None}
+        if s.frequency_penalty is not None:
+            sampling["frequency_penalty"] = s.frequency_penalty
         return types.GenerateContentConfig(system_instruction=request.system_prompt, temperature=s.temperature,
                                            max_output_tokens=s.max_new_tokens, **sampling)
 

@@ -245,6 +245,8 @@ class OpenAIGenerator(Generator):
                     params["top_p"] = s.top_p
                 if s.seed is not None:
                     params["seed"] = s.seed
+            if s.frequency_penalty is not None:
+                params["frequency_penalty"] = s.frequency_penalty
         return params
 
     async def agenerate(self, request: Request) -> Result:

@@ -17,7 +17,7 @@ itself; the commands read it once and pass the snapshot to every view, so each r
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -267,23 +267,31 @@ def load_answers(source: StoreSource = DEFAULT_OUTPUT_DIR, models: Sequence[str]
     if not records:
         where = f"question set {question_set!r} in {output_dir}" if question_set else str(output_dir)
         raise UsageError(f"no saved answers under {where}; run some questions first")
-    answers = [Answer.from_record(r) for r in records]
+    records = select_records(records, models, personas, output_dir,
+                             order=lambda labels: model_order(snapshot, labels))
+    return [Answer.from_record(r) for r in records]
+
+
+def select_records(records: list[Record], models: Sequence[str] | None, personas: Sequence[str] | None,
+                   where: object, order: Callable[[set[str]], Iterable[str]] = sorted) -> list[Record]:
+    """The records of the given models (names, aliases, slugs) and personas; a name that matches nothing is a
+    UsageError naming what is saved under ``where`` (models listed in ``order``)."""
     if models:
         wanted = [resolve_aliases(m) for m in models]
         for name, spellings in zip(models, wanted, strict=True):
             if not any(r.names & spellings for r in records):
-                known = ", ".join(model_order(snapshot, {a.label for a in answers}))
-                raise UsageError(f"no saved answers from model {name!r} under {output_dir}; saved models: {known}")
+                known = ", ".join(order({r.label for r in records}))
+                raise UsageError(f"no saved answers from model {name!r} under {where}; saved models: {known}")
         keep = set().union(*wanted)
-        answers = [a for a, r in zip(answers, records, strict=True) if r.names & keep]
+        records = [r for r in records if r.names & keep]
     if personas:
-        saved = sorted({a.persona for a in answers})
+        saved = sorted({r.persona or "?" for r in records})
         for name in personas:
             if name not in saved:
-                raise UsageError(f"no saved answers under persona {name!r} in {output_dir}; "
+                raise UsageError(f"no saved answers under persona {name!r} in {where}; "
                                  f"saved personas: {', '.join(saved)}")
-        answers = [a for a in answers if a.persona in personas]
-    return answers
+        records = [r for r in records if r.persona in personas]
+    return records
 
 
 def usage_parts(answer: Answer, *, unknown: str = "?", tokens: str = "tok") -> list[str]:

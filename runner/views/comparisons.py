@@ -62,9 +62,7 @@ class Comparison:
 
     def to_json(self) -> dict[str, Any]:
         """The scores.json form."""
-        data = {k: v for k, v in vars(self).items() if k != "interval"}
-        data["interval"] = self.interval.to_json() if self.interval else None
-        return data
+        return _with_interval(vars(self))
 
 
 @dataclass
@@ -81,9 +79,7 @@ class Breakdown:
 
     def to_json(self) -> dict[str, Any]:
         """The scores.json form."""
-        data = {k: v for k, v in vars(self).items() if k != "interval"}
-        data["interval"] = self.interval.to_json() if self.interval else None
-        return data
+        return _with_interval(vars(self))
 
 
 @dataclass
@@ -105,6 +101,12 @@ class Statistics:
                 "average_intervals": {name: i.to_json() for name, i in self.averages.items()},
                 "comparisons": [c.to_json() for c in self.comparisons],
                 "breakdowns": [b.to_json() for b in self.breakdowns]}
+
+
+def _with_interval(fields: dict[str, Any]) -> dict[str, Any]:
+    """A dataclass's fields for scores.json, its ``interval`` as ``[low, high]`` (or None)."""
+    interval = fields.get("interval")
+    return {**fields, "interval": interval.to_json() if interval else None}
 
 
 def row_name(score: TaskScore) -> str:

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from runner.core.errors import UsageError
-from runner.core.records import Record, Snapshot
+from runner.core.records import Record
 from runner.core.store import write_output
-from runner.views.answers import DEFAULT_OUTPUT_DIR, StoreSource, open_store, resolve_aliases, sent_user_message
+from runner.views.answers import DEFAULT_OUTPUT_DIR, StoreSource, open_store, select_records, sent_user_message
 from runner.views.scores import record_choice
 
 FORMATS = ("csv", "jsonl", "parquet")
@@ -65,7 +65,7 @@ def export_rows(source: StoreSource = DEFAULT_OUTPUT_DIR, models: Sequence[str] 
     records = [r for r in snapshot.records_of(question_set) if r.kind in EXPORTED_KINDS]
     if not records:
         raise UsageError(f"no saved answers under {snapshot.root}; run some questions first")
-    records = _filtered(records, models, personas, snapshot)
+    records = select_records(records, models, personas, snapshot.root)
     prices = price_table(snapshot.manifests)
     rows = []
     for record in sorted(records, key=lambda r: (r.set_name or "", r.label, r.persona or "", r.kind, r.n)):
@@ -75,26 +75,6 @@ def export_rows(source: StoreSource = DEFAULT_OUTPUT_DIR, models: Sequence[str] 
             row["cost_usd"] = cost_usd(record.prompt_tokens or 0, record.completion_tokens or 0, price)
         rows.append(row)
     return rows
-
-
-def _filtered(records: list[Record], models: Sequence[str] | None, personas: Sequence[str] | None,
-              snapshot: Snapshot) -> list[Record]:
-    if models:
-        wanted = [resolve_aliases(m) for m in models]
-        for name, spellings in zip(models, wanted, strict=True):
-            if not any(r.names & spellings for r in records):
-                known = ", ".join(sorted({r.label for r in records}))
-                raise UsageError(f"no saved answers from model {name!r} under {snapshot.root}; saved models: {known}")
-        keep = set().union(*wanted)
-        records = [r for r in records if r.names & keep]
-    if personas:
-        saved = sorted({str(r.persona) for r in records})
-        for name in personas:
-            if name not in saved:
-                raise UsageError(f"no saved answers under persona {name!r} in {snapshot.root}; "
-                                 f"saved personas: {', '.join(saved)}")
-        records = [r for r in records if r.persona in personas]
-    return records
 
 
 def _row(record: Record, prompts: bool) -> dict[str, Any]:

@@ -15,8 +15,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where it is used, so the CLI starts without it
+    import numpy as np
 
 SEED = 1234  # the default seed of every resampling here
 RESAMPLES = 10_000  # the default number of bootstrap resamples (--bootstrap)
@@ -39,6 +41,8 @@ class Interval:
 
 def bootstrap_means(values: Sequence[float], resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
     """The means of ``resamples`` bootstrap resamples of ``values`` (each the same size as ``values``)."""
+    import numpy as np
+
     data = np.asarray(values, dtype=float)
     n = len(data)
     if n == 0 or resamples < 1:
@@ -58,6 +62,8 @@ def bootstrap_means(values: Sequence[float], resamples: int = RESAMPLES, seed: i
 def percentile_interval(values: Sequence[float], resamples: int = RESAMPLES, seed: int = SEED,
                         level: float = LEVEL) -> Interval | None:
     """The percentile bootstrap interval of the mean of ``values`` (None for no values or no resamples)."""
+    import numpy as np
+
     means = bootstrap_means(values, resamples, seed)
     if not len(means):
         return None
@@ -91,6 +97,8 @@ def sign_flip_p(differences: Sequence[float], resamples: int = RESAMPLES, seed: 
     """The two-sided paired permutation test of mean(differences) = 0 (for continuous scores such as grades): each
     item's difference keeps or flips its sign. Exact (all 2^n flips) for n <= 16; otherwise ``resamples`` random
     flips, with the observed one counted ((hits + 1) / (resamples + 1))."""
+    import numpy as np
+
     data = np.asarray(differences, dtype=float)
     n = len(data)
     if n == 0:

@@ -14,8 +14,10 @@ harness).
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 
 from runner.core.errors import UsageError
 from runner.core.questions import Question
@@ -23,6 +25,7 @@ from runner.tasks.registry import family_of
 
 FEWSHOT_SEED = 1234  # lm-evaluation-harness's default fewshot_random_seed
 SAMPLERS = ("harness", "first")  # --fewshot-sampler: the task's own sampler, or the first K for every task
+Identity = tuple[str, str | None, str | None]  # what makes two items the same document: content hash, answer, task
 
 
 @dataclass
@@ -50,7 +53,7 @@ class FewshotPlan:
         return self.samplers.get(str(q.task), task_sampler(q.task, self.choice))
 
 
-def identity(q: Question) -> tuple[str, str | None, str | None]:
+def identity(q: Question) -> Identity:
     """What makes two items the same document for the sampler: the content sent and the answer and task."""
     return q.content_hash(), q.answer, q.task
 
@@ -73,9 +76,10 @@ def plan_fewshot(questions: Sequence[Question], pool: Sequence[Question], k: int
     plan = FewshotPlan(k=max(0, k), choice=choice, seed=seed)
     if k <= 0:
         return plan
-    by_task: dict[str | None, list[Question]] = {}
-    for ex in pool:
-        by_task.setdefault(ex.task, []).append(ex)
+    by_task: dict[str | None, list[tuple[Identity, Question]]] = {}
+    for ex in pool:  # each example's identity once (a train split holds 10^5 of them)
+        by_task.setdefault(ex.task, []).append((identity(ex), ex))
+    counts = {task: Counter(i for i, _ in items) for task, items in by_task.items()}
     streams: dict[str | None, random.Random] = {}
     for q in questions:
         task_pool = by_task.get(q.task)
@@ -85,27 +89,26 @@ def plan_fewshot(questions: Sequence[Question], pool: Sequence[Question], k: int
         sampler = task_sampler(q.task, choice)
         plan.samplers[str(q.task)] = sampler
         me = identity(q)
-        holds_me = any(identity(ex) == me for ex in task_pool)
-        plan.overlap += holds_me
-        others = [ex for ex in task_pool if identity(ex) != me]
-        if len(others) < k:
-            raise UsageError(f"--num-fewshot {k}: {where} has only {len(others)} example(s) of task {q.task!r}"
-                             + (" besides the question itself" if holds_me else ""))
+        copies = counts[q.task][me]
+        plan.overlap += copies > 0
+        if len(task_pool) - copies < k:
+            raise UsageError(f"--num-fewshot {k}: {where} has only {len(task_pool) - copies} example(s) of task "
+                             f"{q.task!r}" + (" besides the question itself" if copies else ""))
         if sampler == "first_n":
-            plan.examples[q.n] = others[:k]
+            plan.examples[q.n] = list(islice((ex for i, ex in task_pool if i != me), k))
             continue
         rnd = streams.setdefault(q.task, random.Random(seed))
-        plan.examples[q.n] = _sample(rnd, task_pool, k, me if holds_me else None)
+        plan.examples[q.n] = _sample(rnd, task_pool, k, me if copies else None)
     return plan
 
 
-def _sample(rnd: random.Random, pool: list[Question], k: int,
-            exclude: tuple[str, str | None, str | None] | None) -> list[Question]:
+def _sample(rnd: random.Random, pool: list[tuple[Identity, Question]], k: int,
+            exclude: Identity | None) -> list[Question]:
     """The harness's ``ContextSampler.sample``: K draws, or K + 1 less the scored item when the pool holds it (and a
     second draw from the pool without it when duplicates of it were drawn)."""
     if exclude is None:
-        return rnd.sample(pool, k)
-    drawn = [ex for ex in rnd.sample(pool, k + 1) if identity(ex) != exclude][:k]
+        return [ex for _, ex in rnd.sample(pool, k)]
+    drawn = [ex for i, ex in rnd.sample(pool, k + 1) if i != exclude][:k]
     if len(drawn) < k:
-        drawn = rnd.sample([ex for ex in pool if identity(ex) != exclude], k)
+        drawn = [ex for _, ex in rnd.sample([item for item in pool if item[0] != exclude], k)]
     return drawn

@@ -19,6 +19,28 @@ from runner.core.text import bad_character
 MAX_LINE_CHARS = 1_000_000
 KNOWN_KEYS = {"question", "id", "options", "answer", "context", "task"}
 LETTERS = string.ascii_uppercase
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One turn of a conversation: ``role`` is system, user or assistant."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class RubricItem:
+    """One rubric criterion (HealthBench's form): met negative items subtract their points."""
+
+    criterion: str
+    points: float
+    tags: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        """The item as HealthBench's grader template shows it: ``[points] criterion``."""
+        return f"[{self.points}] {self.criterion}"
 
 
 @dataclass(frozen=True)
@@ -34,6 +56,12 @@ class Question:
     context: str | None = None
     task: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # A conversation to answer (its last turn is the user's); ``question`` then holds that last user turn.
+    messages: tuple[Message, ...] | None = None
+    # Grading: the rubric items of this question, its example tags (themes), and a reference answer.
+    rubrics: tuple[RubricItem, ...] | None = None
+    example_tags: tuple[str, ...] = ()
+    reference: str | None = None
 
     @property
     def is_multiple_choice(self) -> bool:
@@ -42,7 +70,10 @@ class Question:
 
     def content_hash(self) -> str:
         """A hash of everything that is sent to a model (text, context, options)."""
-        blob = json.dumps([self.question, self.context, self.options], ensure_ascii=False, sort_keys=True)
+        content: list[Any] = [self.question, self.context, self.options]
+        if self.messages is not None:  # only then, so the hash of a plain question is unchanged
+            content.append([[m.role, m.content] for m in self.messages])
+        blob = json.dumps(content, ensure_ascii=False, sort_keys=True)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 

@@ -79,7 +79,8 @@ class Kind:
 
     def request(self, work: Work, settings: GenerationSettings) -> Any:
         """The request a provider receives for one piece of work."""
-        return Request(work.key, work.persona.text, format_user_message(work.question), settings)
+        return Request(work.key, work.persona.text, format_user_message(work.question), settings,
+                       messages=work.question.messages)
 
     def batched(self, provider: Generator) -> Callable[[Sequence[Any], OnResult], list[Result]]:
         """The provider's method that answers a batch (local models)."""

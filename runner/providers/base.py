@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from runner.core.errors import ProviderError
+from runner.core.questions import Message
 from runner.core.settings import GenerationSettings
 from runner.providers.registry import ProviderInfo, provider_info
 
@@ -28,6 +29,9 @@ class Request:
     system_prompt: str
     user_message: str
     settings: GenerationSettings
+    # A conversation to continue in place of the one user turn (``user_message`` is then its last user turn); the
+    # system prompt, when not empty, goes in front of it as the system message.
+    messages: tuple[Message, ...] | None = None
 
 
 @dataclass(frozen=True)

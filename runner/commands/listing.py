@@ -116,16 +116,16 @@ def provider_facts(info: ProviderInfo) -> str:
 
 def print_personas(name: str | None = None) -> int:
     """List personas with a one-line summary, or print one persona's full text."""
-    from runner.core.personas import DEFAULT_PERSONA, list_personas, resolve_persona
+    from runner.core.personas import DEFAULT_PERSONA, list_personas, no_persona, resolve_persona
     from runner.core.text import sanitize
 
     # A persona file is anyone's text: its escape sequences must not reach the terminal.
     if name:
         persona = resolve_persona(name)
         print(f"# {sanitize(persona.name, newlines=False)} ({sanitize(persona.source, newlines=False)})\n\n"
-              f"{sanitize(persona.text)}")
+              f"{sanitize(persona.text or persona.summary)}")
         return 0
-    personas = list_personas()
+    personas = [*list_personas(), no_persona()]  # the built-in "none" (no system prompt) last
     width = max((len(p.name) for p in personas), default=10)
     for p in personas:
         mark = "*" if p.name == DEFAULT_PERSONA else " "

@@ -2,7 +2,7 @@
 
 The bundled personas ship inside the package (``runner/prompts/``, package data read through
 ``importlib.resources``, so a wheel or ``pip install .`` has them); a ``prompts/`` folder in the current
-directory is searched first.
+directory is searched first. ``none`` is built in: no system prompt at all (a persona file cannot be empty).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from runner.core.text import has_surrogate
 DEFAULT_PERSONA = "oncology-researcher"
 BUNDLED_PACKAGE, BUNDLED_FOLDER = "runner", "prompts"  # the bundled personas: runner/prompts/*.md
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NO_PERSONA = "none"  # the built-in persona with no text: models get no system message (HealthBench sends none)
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class Persona:
     @property
     def summary(self) -> str:
         """The first sentence of the prompt, for listings."""
+        if not self.text:
+            return "(no system prompt: only the question or conversation is sent)"
         first = " ".join(self.text.split())
         match = re.match(r"(.+?[.!?])(\s|$)", first)
         sentence = match.group(1) if match else first
@@ -115,10 +118,12 @@ def is_persona_path(spec: str) -> bool:
 
 
 def resolve_persona(spec: str) -> Persona:
-    """A persona by name (``cardiologist``) or by path (``my/prompt.md``)."""
+    """A persona by name (``cardiologist``) or by path (``my/prompt.md``); ``none``: no system prompt."""
     spec = spec.strip()
     if not spec:
         raise UsageError("empty persona name")
+    if spec == NO_PERSONA:  # built in, and reserved: a prompts/none.md does not replace it
+        return no_persona()
     if is_persona_path(spec):
         return read_persona_file(Path(spec))
     for folder in persona_dirs() if NAME_RE.match(spec) else ():  # a name is short and plain, never a path
@@ -128,6 +133,11 @@ def resolve_persona(spec: str) -> Persona:
     names = [p.name for p in list_personas()]
     raise UsageError(f"unknown persona {spec!r}{did_you_mean(spec, names)}; known personas: "
                      f"{', '.join(names) or '(none found)'} (or give a path to a .md file)")
+
+
+def no_persona() -> Persona:
+    """The built-in persona ``none``: empty text, so no system message is sent."""
+    return Persona(name=NO_PERSONA, text="", source="built-in")
 
 
 def resolve_personas(specs: list[str], system_prompt: str | None = None) -> list[Persona]:

@@ -2,12 +2,19 @@
 
 The whole file is validated before any model loads; the first problem found is reported as
 ``file:line: problem`` (an InputError, exit status 2) and nothing is written.
+
+A line holds either a ``question`` or a conversation: ``messages``, a list of ``{"role", "content"}`` turns (roles
+system, user, assistant) ending with a user turn. HealthBench's JSONL is read as it is: ``prompt`` (the
+conversation), ``prompt_id`` (the id), ``rubrics`` and ``example_tags``; its other keys (``ideal_completions_data``)
+are kept in ``extra``. Any line may carry ``rubrics`` (``[{"criterion", "points", "tags"}]``) and a ``reference``
+answer. A conversation's ``question`` is its last user turn, which is also the user message sent.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +24,10 @@ from runner.core.errors import InputError
 from runner.core.text import bad_character
 
 MAX_LINE_CHARS = 1_000_000
-KNOWN_KEYS = {"question", "id", "options", "answer", "context", "task"}
+KNOWN_KEYS = {"question", "id", "options", "answer", "context", "task", "messages", "rubrics", "example_tags",
+              "reference"}
+# HealthBench's own keys, read on a line whose conversation is its ``prompt``: ``prompt_id`` becomes the id (when
+# there is no ``id``); ``rubrics`` and ``example_tags`` are among KNOWN_KEYS.
 LETTERS = string.ascii_uppercase
 ROLES = ("system", "user", "assistant")
 
@@ -78,7 +88,10 @@ class Question:
 
 
 def format_user_message(q: Question) -> str:
-    """The text sent to a model as the user turn: context, question and lettered options."""
+    """The text sent to a model as the user turn: context, question and lettered options; for a conversation, its
+    last user turn as it is."""
+    if q.messages is not None:
+        return q.question
     parts = []
     if q.context:
         parts.append(f"Context: {q.context}")
@@ -152,21 +165,36 @@ def parse_line(line: str, name: str, lineno: int, n: int) -> Question:
         raise InputError(name, lineno, "invalid JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise InputError(name, lineno, f"expected a JSON object, got {type(obj).__name__}")
-    text = obj.get("question")
-    if "question" not in obj:
-        raise InputError(name, lineno, "missing 'question'")
-    if not isinstance(text, str):
-        raise InputError(name, lineno, f"'question' must be a string, got {type(text).__name__}")
-    if not text.strip():
-        raise InputError(name, lineno, "'question' is empty")
-    _check_text(text, "question", name, lineno)
-    qid = obj.get("id")
-    if qid is not None:
-        if isinstance(qid, bool) or not isinstance(qid, (str, int)):
-            raise InputError(name, lineno, "'id' must be a string or an integer")
-        qid = str(qid)
+    conversation_key = _conversation_key(obj, name, lineno)
+    messages: tuple[Message, ...] | None = None
+    if conversation_key is not None:
+        messages = _parse_messages(obj[conversation_key], conversation_key, name, lineno)
+        text = messages[-1].content
+        for key in ("context", "options"):
+            if obj.get(key) is not None:
+                raise InputError(name, lineno, f"'{key}' cannot be used with a conversation "
+                                               f"('{conversation_key}'): put it in the last user turn")
+    else:
+        text = obj.get("question")
+        if "question" not in obj:
+            raise InputError(name, lineno, "missing 'question'")
+        if not isinstance(text, str):
+            raise InputError(name, lineno, f"'question' must be a string, got {type(text).__name__}")
+        if not text.strip():
+            raise InputError(name, lineno, "'question' is empty")
+        _check_text(text, "question", name, lineno)
+    known = KNOWN_KEYS | ({"prompt"} if conversation_key == "prompt" else set())
+    qid = _parse_id(obj, "id", name, lineno)
+    if qid is None and conversation_key == "prompt":  # a HealthBench line: its prompt_id is the id
+        qid = _parse_id(obj, "prompt_id", name, lineno)
+        known.add("prompt_id")
     context = _optional_str(obj, "context", name, lineno)
     task = _optional_str(obj, "task", name, lineno)
+    rubrics = _parse_rubrics(obj["rubrics"], name, lineno) if "rubrics" in obj else None
+    example_tags = _parse_tags(obj["example_tags"], "'example_tags'", name, lineno) if "example_tags" in obj else ()
+    reference = _optional_str(obj, "reference", name, lineno)
+    if reference is not None and not reference.strip():
+        raise InputError(name, lineno, "'reference' is empty")
     options = _parse_options(obj.get("options"), name, lineno) if "options" in obj else None
     answer = obj.get("answer")
     if answer is not None:
@@ -175,13 +203,100 @@ def parse_line(line: str, name: str, lineno: int, n: int) -> Question:
         if not isinstance(answer, str) or answer.strip().upper() not in options:
             raise InputError(name, lineno, f"'answer' {answer!r} is not one of the options {', '.join(options)}")
         answer = answer.strip().upper()
-    extra = {k: v for k, v in obj.items() if k not in KNOWN_KEYS}
+    extra = {k: v for k, v in obj.items() if k not in known}
     # Every string is checked, not only the ones sent to a model: ids, tasks and extra keys reach the terminal
     # (compare), the records and the report too.
     _check_strings({k: v for k, v in obj.items() if k not in ("question", "options", "context", "task")}, name,
                    lineno)
     return Question(n=n, question=text, line=lineno, id=qid, options=options, answer=answer,
-                    context=context, task=task, extra=extra)
+                    context=context, task=task, extra=extra, messages=messages, rubrics=rubrics,
+                    example_tags=example_tags, reference=reference)
+
+
+def _parse_id(obj: dict[str, Any], key: str, name: str, lineno: int) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InputError(name, lineno, f"'{key}' must be a string or an integer")
+    return str(value)
+
+
+def _conversation_key(obj: dict[str, Any], name: str, lineno: int) -> str | None:
+    """The key holding the line's conversation: ``messages``, or HealthBench's ``prompt`` when it is a list (a
+    string ``prompt`` beside a ``question`` is an ordinary extra key, as it always was); None for a question."""
+    keys = [k for k in ("messages", "prompt") if k in obj and (k == "messages" or isinstance(obj[k], list))]
+    if not keys and "prompt" in obj and "question" not in obj:
+        keys = ["prompt"]  # no question: the prompt must be the conversation (its type is checked below)
+    if len(keys) == 2:
+        raise InputError(name, lineno, "give the conversation once: 'messages' or 'prompt', not both")
+    if keys and "question" in obj:
+        raise InputError(name, lineno, f"give either 'question' or a conversation ('{keys[0]}'), not both")
+    return keys[0] if keys else None
+
+
+def _parse_messages(value: Any, key: str, name: str, lineno: int) -> tuple[Message, ...]:
+    """A conversation: a non-empty list of ``{"role", "content"}`` turns ending with a user turn."""
+    if not isinstance(value, list):
+        raise InputError(name, lineno, f"'{key}' must be a list of {{\"role\", \"content\"}} objects, got "
+                                       f"{type(value).__name__}")
+    if not value:
+        raise InputError(name, lineno, f"'{key}' is empty: a conversation needs at least one user turn")
+    turns = []
+    for i, turn in enumerate(value, start=1):
+        where = f"'{key}' turn {i}"
+        if not isinstance(turn, dict):
+            raise InputError(name, lineno, f"{where} must be an object with 'role' and 'content', got "
+                                           f"{type(turn).__name__}")
+        role, content = turn.get("role"), turn.get("content")
+        if role not in ROLES:
+            raise InputError(name, lineno, f"{where}: role {role!r} is not one of {', '.join(ROLES)}")
+        if not isinstance(content, str):
+            raise InputError(name, lineno, f"{where}: 'content' must be a string, got {type(content).__name__}")
+        if not content.strip():
+            raise InputError(name, lineno, f"{where}: 'content' is empty")
+        problem = bad_character(content)
+        if problem:
+            raise InputError(name, lineno, f"{where}: 'content' contains {problem}")
+        turns.append(Message(role, content))
+    if turns[-1].role != "user":
+        raise InputError(name, lineno, f"'{key}' must end with a user turn; turn {len(turns)} is the "
+                                       f"{turns[-1].role}'s")
+    return tuple(turns)
+
+
+def _parse_rubrics(value: Any, name: str, lineno: int) -> tuple[RubricItem, ...]:
+    """Rubric items: ``{"criterion": str, "points": number, "tags": [str]}`` (tags optional)."""
+    if not isinstance(value, list):
+        raise InputError(name, lineno, "'rubrics' must be a list of {\"criterion\", \"points\", \"tags\"} objects, "
+                                       f"got {type(value).__name__}")
+    if not value:
+        raise InputError(name, lineno, "'rubrics' is empty; leave it out or give at least one item")
+    items = []
+    for i, item in enumerate(value, start=1):
+        where = f"'rubrics' item {i}"
+        if not isinstance(item, dict):
+            raise InputError(name, lineno, f"{where} must be an object with 'criterion' and 'points', got "
+                                           f"{type(item).__name__}")
+        criterion, points = item.get("criterion"), item.get("points")
+        if not isinstance(criterion, str) or not criterion.strip():
+            raise InputError(name, lineno, f"{where}: 'criterion' must be a non-empty string")
+        if "points" not in item:
+            raise InputError(name, lineno, f"{where}: 'points' is missing")
+        if isinstance(points, bool) or not isinstance(points, (int, float)):
+            raise InputError(name, lineno, f"{where}: 'points' must be a number, got {type(points).__name__}")
+        if not math.isfinite(points):
+            raise InputError(name, lineno, f"{where}: 'points' must be a finite number, got {points}")
+        tags = _parse_tags(item["tags"], f"{where}: 'tags'", name, lineno) if "tags" in item else ()
+        items.append(RubricItem(criterion, points, tags))
+    return tuple(items)
+
+
+def _parse_tags(value: Any, what: str, name: str, lineno: int) -> tuple[str, ...]:
+    """A list of strings (``what`` names it in the error)."""
+    if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
+        raise InputError(name, lineno, f"{what} must be a list of strings")
+    return tuple(value)
 
 
 def _optional_str(obj: dict[str, Any], key: str, name: str, lineno: int) -> str | None:

@@ -3,7 +3,9 @@
 A record is the ``<n>.json`` beside each answer (written by ``runner.engine.recording.make_record``; the on-disk
 keys and values are a contract and never change here). Reading turns it into a ``Record``:
 
-- ``kind`` is ``generate``, ``embed`` or ``loglik``. Records on disk say ``generator`` and ``embedder`` (the
+- ``kind`` is ``generate``, ``embed``, ``loglik``, ``grade`` (a judge's grade of an answer, kept apart) or
+  ``pairwise`` (a judge's comparison of two answers, kept apart).
+  Records on disk say ``generator`` and ``embedder`` (the
   model's kind) for the first two; those are mapped when read, and a record without a kind is an ``embed`` one when
   it holds an embedding, else ``generate``.
 - Records of version 1 (no ``set``, ``tag``, ``persona_text``, ``model_options``) read the same, those fields None.
@@ -30,10 +32,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-Kind = Literal["generate", "embed", "loglik"]
+Kind = Literal["generate", "embed", "loglik", "grade", "pairwise"]
 # The values records on disk carry (the model's kind, or ``loglik``), and the kinds they are read as.
 DISK_KINDS: dict[str, Kind] = {"generator": "generate", "embedder": "embed", "loglik": "loglik",
-                               "generate": "generate", "embed": "embed"}
+                               "generate": "generate", "embed": "embed", "grade": "grade",
+                               "pairwise": "pairwise"}
 
 
 class LoglikBlock(BaseModel):
@@ -67,6 +70,8 @@ class Record(BaseModel):
     tag: str | None = None
     question_id: str | None = None
     question: str = ""
+    # A conversation's turns ({"role", "content"}; the last is the user turn ``question``); None for a question.
+    messages: list[dict[str, str]] | None = None
     context: str | None = None
     options: dict[str, str] | None = None
     answer: str | None = None  # the right option's letter, for multiple-choice questions

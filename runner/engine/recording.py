@@ -30,6 +30,9 @@ def make_record(question: Question, persona: Persona, spec: ModelSpec, settings:
         "n": question.n,
         "question_id": question.id,
         "question": question.question,
+        # A conversation's turns, the last being ``question``; None for a plain question.
+        "messages": None if question.messages is None else [{"role": m.role, "content": m.content}
+                                                              for m in question.messages],
         "context": question.context,
         "options": question.options,
         "answer": question.answer,

@@ -33,9 +33,12 @@ def saved_state(record: dict[str, Any] | None, key: str, question: Question) -> 
         return FAILED
     if record.get("key") == key:
         return SAME
-    saved = json.dumps([record.get("question"), record.get("context"), record.get("options")],
+    # A conversation's earlier turns are part of its text (plain questions and their records have none).
+    turns = None if question.messages is None else [{"role": m.role, "content": m.content} for m in question.messages]
+    saved = json.dumps([record.get("question"), record.get("context"), record.get("options"), record.get("messages")],
                        ensure_ascii=False, sort_keys=True)
-    now = json.dumps([question.question, question.context, question.options], ensure_ascii=False, sort_keys=True)
+    now = json.dumps([question.question, question.context, question.options, turns], ensure_ascii=False,
+                     sort_keys=True)
     return VARIANT if saved == now else CHANGED
 
 

@@ -1,7 +1,8 @@
 """A deterministic offline provider, selectable as ``fake:<behaviour>``; tests and demos use it.
 
 Behaviours (the model id):
-- ``echo``: the answer is derived from the prompt (a hash of the system prompt and the user message).
+- ``echo``: the answer is derived from the prompt (a hash of the system prompt and the user message); to a
+  conversation, from its last user turn, saying which turn it is.
 - ``canned``: pops answers from ``FakeGenerator.canned`` (then falls back to echo).
 - ``fail``: every request fails with a non-retryable error.
 - ``flaky``: the first attempt of each request fails with a retryable error, the second succeeds.
@@ -104,17 +105,22 @@ class FakeGenerator(Generator):
         words = len(text.split())
         limited = text if words <= request.settings.max_new_tokens else " ".join(
             text.split()[: request.settings.max_new_tokens])
+        sent = [m.content for m in request.messages] if request.messages is not None else [request.user_message]
         return Result(
             text=limited,
-            prompt_tokens=len(request.system_prompt.split()) + len(request.user_message.split()),
+            prompt_tokens=len(request.system_prompt.split()) + sum(len(text.split()) for text in sent),
             completion_tokens=min(words, request.settings.max_new_tokens),
             finish_reason="length" if words > request.settings.max_new_tokens else "stop",
         )
 
 
 def echo_answer(request: Request) -> str:
-    """The deterministic answer ``fake:echo`` gives: a tag of the system prompt and the question."""
+    """The deterministic answer ``fake:echo`` gives: a tag of the system prompt and the question (a conversation's
+    last user turn, and which turn of the conversation it is)."""
     tag = hashlib.sha256(request.system_prompt.encode("utf-8")).hexdigest()[:8]
+    if request.messages is not None:
+        last = max(i for i, m in enumerate(request.messages) if m.role == "user")
+        return f"[persona {tag}] You asked: {request.messages[last].content} (turn {last + 1} of a conversation)"
     return f"[persona {tag}] You asked: {request.user_message}"
 
 

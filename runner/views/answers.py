@@ -119,6 +119,7 @@ class QuestionAnswers:
     options: dict[str, str] | None = None
     correct: str | None = None  # the letter of the right option, for multiple-choice questions
     task: str | None = None
+    messages: list[dict[str, str]] | None = None  # a conversation's turns (the last is ``question``)
     answers: list[Answer] = field(default_factory=list)
     models: list[str] = field(default_factory=list)  # labels, in display order
     personas: list[str] = field(default_factory=list)
@@ -350,6 +351,7 @@ def _fill_question_details(views: list[QuestionAnswers], snapshot: Snapshot, que
             view.options = dict(record.options) if record.options is not None else None
             view.correct = record.answer
             view.task = record.task
+            view.messages = [dict(m) for m in record.messages] if record.messages is not None else None
 
 
 def all_questions(source: StoreSource = DEFAULT_OUTPUT_DIR, models: Sequence[str] | None = None,

@@ -231,7 +231,12 @@ def render_question_header(view: QuestionAnswers, width: int, style: Style) -> l
     lines = [style.bold(style.cyan(clip(sanitize(head, newlines=False), width)))]
     if view.context:
         lines += [style.dim(line) for line in wrap(view.context, width)]
-    lines += wrap(view.question, width)
+    for turn in (view.messages or [])[:-1]:  # a conversation: the turns before its last user turn (the question)
+        lines += [style.dim(line) for line in wrap(f"{turn.get('role')}: {turn.get('content')}", width)]
+    if view.messages:
+        lines += wrap(f"user: {view.question}", width)
+    else:
+        lines += wrap(view.question, width)
     for letter, option in (view.options or {}).items():
         mark = "  ✓" if letter == view.correct else ""
         lines += wrap(f"  {letter}. {option}{mark}", width)

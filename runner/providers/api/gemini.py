@@ -1,6 +1,8 @@
 """Google Gemini through ``google-genai`` (the maintained SDK; google-generativeai reached end of support in 2025).
 
-The persona goes in ``system_instruction``. The SDK retries nothing unless asked (no ``retry_options`` here):
+The persona goes in ``system_instruction`` (left out when it is empty). A conversation becomes ``contents`` with the
+roles ``user`` and ``model``; its system turns join the persona in ``system_instruction`` (Gemini has no system turn
+in ``contents``). The SDK retries nothing unless asked (no ``retry_options`` here):
 the engine retries. ``GOOGLE_GEMINI_BASE_URL`` or a ``base_url`` in the config entry points it elsewhere
 (the tests' local server).
 
@@ -86,14 +88,24 @@ class GeminiGenerator(Generator):
             sampling = {k: v for k, v in (("top_p", s.top_p), ("seed", s.seed)) if v is not None}
         if s.frequency_penalty is not None:
             sampling["frequency_penalty"] = s.frequency_penalty
-        return types.GenerateContentConfig(system_instruction=request.system_prompt, temperature=s.temperature,
-                                           max_output_tokens=s.max_new_tokens, **sampling)
+        return types.GenerateContentConfig(system_instruction=system_instruction(request) or None,
+                                           temperature=s.temperature, max_output_tokens=s.max_new_tokens, **sampling)
+
+    def contents(self, request: Request) -> Any:
+        """The question as the one user turn, or a conversation's user and assistant turns (roles ``user`` and
+        ``model``)."""
+        if request.messages is None:
+            return request.user_message
+        from google.genai import types
+
+        return [types.Content(role="model" if m.role == "assistant" else "user", parts=[types.Part(text=m.content)])
+                for m in request.messages if m.role != "system"]
 
     async def agenerate(self, request: Request) -> Result:
         """One generateContent call through the async client."""
         start = time.perf_counter()
         response = await self._client.aio.models.generate_content(
-            model=self.spec.model_id, contents=request.user_message, config=self.config(request))
+            model=self.spec.model_id, contents=self.contents(request), config=self.config(request))
         return self._result(response, time.perf_counter() - start)
 
     def _result(self, response: Any, latency: float) -> Result:
@@ -180,6 +192,12 @@ class GeminiGenerator(Generator):
         if client is not None:
             client.close()
         self._client = None
+
+
+def system_instruction(request: Request) -> str:
+    """The persona and a conversation's system turns, in order, one paragraph each; empty when there are none."""
+    turns = [m.content for m in request.messages or () if m.role == "system"]
+    return "\n\n".join(text for text in (request.system_prompt, *turns) if text.strip())
 
 
 def _name(value: Any, upper: bool = False) -> str | None:

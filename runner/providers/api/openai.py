@@ -1,8 +1,9 @@
 """OpenAI, and any OpenAI-compatible server (vLLM, Ollama, LM Studio, llama.cpp), through the official SDK.
 
 The SDK's own retries are off (``max_retries=0``): the engine retries, once, in one place. The persona is the
-system message (the ``developer`` message for o-series and gpt-5 reasoning models). ``max_completion_tokens`` is
-sent, and when a compatible server refuses it, ``max_tokens`` from then on.
+system message (the ``developer`` message for o-series and gpt-5 reasoning models; none when the persona is empty),
+followed by the question, or by a conversation's turns as they are. ``max_completion_tokens`` is sent, and when a
+compatible server refuses it, ``max_tokens`` from then on.
 
 A reply with no text fails that answer (so the next run asks again): an empty one is retried within the run, a
 refusal or a content-filter stop is not (asking again at once gives the same). The model the server says it served
@@ -230,9 +231,13 @@ class OpenAIGenerator(Generator):
                                         http_client=DefaultAsyncHttpxClient(verify=tls_context()))
 
     def messages(self, request: Request) -> list[dict[str, str]]:
-        """The persona as the system (or developer) message, then the question."""
+        """The persona as the system (or developer) message, then the question, or the conversation's turns as they
+        are. An empty persona (``--persona none``) sends no system message."""
         role = "developer" if self.reasoning else "system"
-        return [{"role": role, "content": request.system_prompt}, {"role": "user", "content": request.user_message}]
+        system = [{"role": role, "content": request.system_prompt}] if request.system_prompt else []
+        if request.messages is not None:
+            return system + [{"role": m.role, "content": m.content} for m in request.messages]
+        return [*system, {"role": "user", "content": request.user_message}]
 
     def parameters(self, request: Request) -> dict[str, Any]:
         """The request body besides model and messages: the token limit and the sampling settings it accepts."""

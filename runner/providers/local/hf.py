@@ -175,7 +175,8 @@ class HFGenerator(Generator):
 
     def prompt_text(self, request: Request) -> str:
         """The exact prompt string the model receives for ``request``."""
-        return build_prompt(self.prompt_format, self.tokenizer, request.system_prompt, request.user_message).text
+        return build_prompt(self.prompt_format, self.tokenizer, request.system_prompt, request.user_message,
+                            request.messages).text
 
     def loglikelihood(self, requests: Sequence[LoglikRequest], on_result: OnResult | None = None,
                       chunk: int = 16) -> list[Result]:
@@ -222,7 +223,8 @@ class HFGenerator(Generator):
         return [r if r is not None else Result.failure(ProviderError("no answer produced")) for r in results]
 
     def _tokenize(self, index: int, request: Request) -> _Prepared:
-        prompt = build_prompt(self.prompt_format, self.tokenizer, request.system_prompt, request.user_message)
+        prompt = build_prompt(self.prompt_format, self.tokenizer, request.system_prompt, request.user_message,
+                              request.messages)
         ids = list(self.tokenizer(prompt.text, add_special_tokens=prompt.add_special_tokens)["input_ids"])
         prepared = _Prepared(index, ids)
         if self.context is None:

@@ -217,14 +217,15 @@ def fill_disk_after(monkeypatch: pytest.MonkeyPatch, saves: int, code: int = err
 def test_a_full_disk_stops_a_local_run_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int) -> None:
     fill_disk_after(monkeypatch, 5, code)
     out = tmp_path / "out"
-    report = run(questions(50), ["fake:echo", "fake:async-echo"], [PERSONA], GenerationSettings(),
+    # Two local models (an API model would answer alongside: tests/test_concurrent_drivers.py covers that case).
+    report = run(questions(50), ["fake:echo", "fake:slow"], [PERSONA], GenerationSettings(),
                  output_dir=out, progress=False)
     assert len(FakeGenerator.history) == 6  # the batch ended at the save that failed; the next model never ran
     assert report.stopped and report.stopped.startswith("disk full: could not write ")
     assert report.exit_status == 1
-    echo, async_echo = report.summaries
+    echo, slow = report.summaries
     assert (echo.answered, echo.failed, echo.unsaved, echo.not_asked) == (5, 1, 1, 44)
-    assert (async_echo.answered, async_echo.failed, async_echo.not_asked) == (0, 0, 50)
+    assert (slow.answered, slow.failed, slow.not_asked) == (0, 0, 50)
     manifest = manifest_of(out)
     assert manifest["status"] == "disk-full" and manifest["stopped_because"] == report.stopped
     assert sorted(records(folder(out, "echo"))) == [1, 2, 3, 4, 5]

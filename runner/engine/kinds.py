@@ -25,13 +25,14 @@ from runner.core.questions import Question, format_user_message
 from runner.engine.cache_keys import answer_key
 from runner.engine.loglik import loglik_key, loglik_persona, make_loglik_record, question_score
 from runner.engine.recording import make_record
-from runner.engine.variants import differences
+from runner.engine.variants import differences, saved_state
 from runner.providers.base import LoglikRequest, Request, Result
 from runner.tasks.fewshot import FewshotPlan
 from runner.tasks.harness import TARGET_DELIMITER, build_request
 
 if TYPE_CHECKING:
     from runner.core.settings import GenerationSettings
+    from runner.core.store import SetStore
     from runner.providers.base import Embedder, Generator, OnResult
     from runner.providers.catalog import ModelSpec
 
@@ -43,6 +44,20 @@ class Work:
     persona: Persona
     question: Question
     key: str
+    folder: str | None = None  # where the record goes when not the model's own folder (grades: the graded model's)
+    target: Any = None  # what a composite kind works on (grades: the answer to grade)
+    previous: dict[str, Any] | None = None  # the record saved at this place before, when a kind reuses part of it
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One place a kind's record goes: under a persona folder, for a question, in a model folder (None: the
+    model's own), about a target (kinds that work on something saved)."""
+
+    persona: Persona
+    question: Question
+    folder: str | None = None
+    target: Any = None
 
 
 @dataclass(frozen=True)
@@ -57,9 +72,30 @@ class Kind:
     """The default kind, ``generate``: a free-text answer per question and persona."""
 
     name: ClassVar[str] = "generate"
+    # The capability a provider must declare to serve this kind (registry ``capabilities``).
+    requires: ClassVar[str] = "generate"
+    # A composite kind's provider method makes several calls per piece of work and retries each itself; the engine
+    # then calls it once, without its own timeout and retries.
+    composite: ClassVar[bool] = False
 
     def __init__(self, fewshot: FewshotPlan | None = None) -> None:
         """``fewshot``: the solved examples put in front of each question (only the ``loglik`` kind takes them)."""
+
+    def units(self, questions: Sequence[Question], personas: Sequence[Persona]) -> list[Unit]:
+        """Every place a record of this kind goes: each question under each persona, in the model's folder."""
+        return [Unit(p, q) for p in personas for q in questions]
+
+    def space(self, space: SetStore, folder: str) -> SetStore:
+        """Where this kind's records are kept for one model (``folder``): the question set itself."""
+        return space
+
+    def state(self, record: dict[str, Any] | None, key: str, question: Question) -> str:
+        """How a saved record stands against a new request (``variants.saved_state``)."""
+        return saved_state(record, key, question)
+
+    def unit_key(self, unit: Unit, spec: ModelSpec, settings: GenerationSettings) -> str:
+        """The key of one unit's record (``key`` of its question and persona, for kinds without a target)."""
+        return self.key(unit.question, unit.persona, spec, settings)
 
     def personas(self, personas: Sequence[Persona]) -> list[Persona]:
         """The persona folders this kind's records go under."""
@@ -106,6 +142,7 @@ class Embed(Kind):
     """A vector of each question (encoders); each distinct text is embedded once for every persona."""
 
     name: ClassVar[str] = "embed"
+    requires: ClassVar[str] = "embed"
 
     def embed(self, provider: Embedder, pending: Sequence[Work],
               deliver: Callable[[Work, Result, list[float] | None], None]) -> None:
@@ -140,6 +177,7 @@ class Loglik(Kind):
     """
 
     name: ClassVar[str] = "loglik"
+    requires: ClassVar[str] = "loglik"
 
     def __init__(self, fewshot: FewshotPlan | None = None) -> None:
         self.fewshot = fewshot or FewshotPlan()

@@ -2,9 +2,10 @@
 result as it arrives, summarise (what each result's outcome is, saved or failed alone, is ``saving.py``'s).
 
 Local (batched) models run one after another, each loaded once and released before the next.
-API (concurrent) models then run together in one event loop, each with up to ``concurrency``
-requests in flight. Retrying with backoff lives here and nowhere else. What differs between kinds (the key, the
-request, the record) comes from ``kinds.py``.
+API (concurrent) models run together in one event loop, each with up to ``concurrency`` requests in flight; while
+local models generate, that loop runs in a worker thread (``_RemoteModels``), so API answers arrive meanwhile.
+Retrying with backoff lives here and nowhere else. What differs between kinds (the key, the request, the record)
+comes from ``kinds.py``.
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import random
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from contextlib import suppress
 from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 from runner.core.credentials import redact
-from runner.core.errors import ModelUnavailable, ProviderError, RunnerError, UsageError
+from runner.core.errors import ModelUnavailable, RunnerError, UsageError
 from runner.core.personas import DEFAULT_PERSONA, Persona, resolve_persona
 from runner.core.questions import Question, load_questions
 from runner.core.settings import GenerationSettings, ModelEntry
@@ -30,8 +32,10 @@ from runner.engine.kinds import KINDS, Embed, Kind, Work
 from runner.engine.manifest import build_manifest, new_run_id
 from runner.engine.plans import ModelSummary, Plan, RunReport
 from runner.engine.recording import note_prompt
+from runner.engine.retrying import answer as _answer
+from runner.engine.retrying import backoff_delay
 from runner.engine.saving import DISK_FULL, Saver, Stop, close_manifest, count_not_asked, write_problem
-from runner.engine.variants import CHANGED, SAME, VARIANT, Conflict, format_conflicts, saved_state
+from runner.engine.variants import CHANGED, SAME, VARIANT, Conflict, format_conflicts
 from runner.providers import PROVIDERS, is_concurrent, load_provider_class, provider_info
 from runner.providers.base import Embedder, Generator, Result
 from runner.providers.catalog import DEFAULT_MODELS, ModelSpec, resolve_model
@@ -56,14 +60,15 @@ def run(
     argv: Sequence[str] | None = None,
     question_set: SetRef | str | None = None,
     tag: str | None = None,
-    kind: str | None = None,
+    kind: str | Kind | None = None,
     fewshot: FewshotPlan | None = None,
 ) -> RunReport:
     """Ask every model about every question under every persona; save each result as it arrives.
 
     ``kind`` is the request kind: None asks each model for what it gives (``generate`` a free-text answer, or
     ``embed`` a vector for an encoder); ``loglik`` scores each option of multiple-choice questions by
-    log-likelihood (with ``fewshot`` solved examples in front; personas are not used). Results go to the question
+    log-likelihood (with ``fewshot`` solved examples in front; personas are not used); a ``Kind`` instance is used
+    as it is (``engine.grading.Grade``: the models judge saved answers). Results go to the question
     set ``question_set`` (default: named after ``questions_path``) and, with ``tag``, into a named variant. A run
     that would replace answers made with another persona text or other settings stops before writing anything
     (UsageError naming what differs) unless ``force`` is given.
@@ -84,7 +89,8 @@ def run(
     check_tag(tag)
     store = Store(output_dir)
     space = store.questions_set(ref.name)
-    report = RunReport(run_id=new_run_id(), output_dir=Path(output_dir), set_name=ref.name, tag=tag)
+    report = RunReport(run_id=new_run_id(), output_dir=Path(output_dir), set_name=ref.name, tag=tag,
+                       kind=kinds[0].name)
     with store.lock():
         try:
             space.claim(ref)
@@ -100,7 +106,8 @@ def run(
         manifest = build_manifest(report.run_id, questions, questions_path, specs, used, settings, argv)
         manifest.update(set=ref.name, tag=tag)
         if kind is not None:
-            manifest.update(kind=kind, method=kind)
+            name = kind if isinstance(kind, str) else kind.name
+            manifest.update(kind=name, method=name)
         try:
             report.manifest_path = store.write_manifest(report.run_id, manifest)
         except Exception as exc:  # noqa: BLE001 - a clear message, before any request
@@ -109,13 +116,16 @@ def run(
         stop = Stop()
         crash: str | None = None
         try:
-            for plan in plans:
-                if not is_concurrent(plan.spec):
-                    report.summaries.extend(_run_local_model(plan, settings, progress, report.run_id, stop))
+            local = [plan for plan in plans if not is_concurrent(plan.spec)]
             remote = [plan for plan in plans if is_concurrent(plan.spec)]
-            if remote:
+            if not local:  # only API models: their event loop runs here (Ctrl-C cancels it, as asyncio.run does)
                 report.summaries.extend(asyncio.run(_run_remote_models(remote, settings, progress, report.run_id,
                                                                        stop)))
+            else:  # the API models' loop answers in a worker thread while the local models generate here
+                with _RemoteModels(remote, settings, progress, report.run_id, stop) as api:
+                    for plan in local:
+                        report.summaries.extend(_run_local_model(plan, settings, progress, report.run_id, stop))
+                    report.summaries.extend(api.wait())  # after the local ones, as the summary table lists them
         except KeyboardInterrupt:
             report.interrupted = True
             raise
@@ -135,6 +145,77 @@ def run(
     return report
 
 
+_STOP_WAIT_S = 10.0  # how long an interrupted or crashed run waits for the API models' thread to wind down
+
+
+class _RemoteModels:
+    """The API models' event loop (``_run_remote_models``) in a worker thread, while the caller runs the local ones.
+
+    ``with`` starts it (no thread when there is no API model); ``wait()`` joins it, returns its summaries and re-raises
+    in the caller what crashed in it. Leaving the ``with`` by an exception (Ctrl-C, which only the main thread
+    receives, or a crash of a local model) cancels the loop's task as ``asyncio.run`` does on Ctrl-C: no further
+    request is sent, requests in flight are abandoned, answers already received are saved (a save is never cut in
+    half: cancelling reaches a task only where it awaits). The thread is then joined for at most ``_STOP_WAIT_S``
+    and the exception goes on; it is never swallowed. A full disk stops both sides through the shared ``Stop``.
+    """
+
+    def __init__(self, plans: list[Plan], settings: GenerationSettings, progress: bool, run_id: str,
+                 stop: Stop) -> None:
+        self._args = (plans, settings, progress, run_id, stop)
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._summaries: list[ModelSummary] = []
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="runner-api-models", daemon=True)
+
+    def __enter__(self) -> _RemoteModels:
+        if self._args[0]:
+            from tqdm import tqdm
+
+            tqdm.get_lock()  # made once here, not raced for: it places each thread's bars on their own lines
+            self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc is None or not self._thread.is_alive():
+            return
+        self._cancel()
+        self._thread.join(_STOP_WAIT_S)
+        if self._thread.is_alive():
+            log.warning("the API models did not stop within %g s; leaving them", _STOP_WAIT_S)
+
+    def wait(self) -> list[ModelSummary]:
+        """The API models' summaries once they are done; what crashed in their thread is raised here."""
+        while self._thread.is_alive():
+            self._thread.join(0.25)  # in slices: Ctrl-C reaches the caller while it waits, on every platform
+        if self._error is not None:
+            raise self._error
+        return self._summaries
+
+    def _main(self) -> None:
+        try:
+            self._summaries = asyncio.run(self._drive())
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, which raises it (wait)
+            if not (self._cancelled and isinstance(exc, asyncio.CancelledError)):
+                self._error = exc
+
+    async def _drive(self) -> list[ModelSummary]:
+        with self._lock:
+            if self._cancelled:  # stopped before its loop started: ask nothing
+                return []
+            self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
+        return await _run_remote_models(*self._args)
+
+    def _cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            if self._loop is not None and self._task is not None:
+                with suppress(RuntimeError):  # the loop has already closed: nothing left to cancel
+                    self._loop.call_soon_threadsafe(self._task.cancel)
+
+
 def _check_unique_slugs(specs: list[ModelSpec]) -> None:
     seen: dict[str, str] = {}
     for spec in specs:
@@ -146,21 +227,27 @@ def _check_unique_slugs(specs: list[ModelSpec]) -> None:
         seen[spec.slug] = spec.name
 
 
-def _kind_for(spec: ModelSpec, name: str | None, fewshot: FewshotPlan | None) -> Kind:
+def _kind_for(spec: ModelSpec, name: str | Kind | None, fewshot: FewshotPlan | None) -> Kind:
     """The request kind asked of one model; a model whose provider does not serve it is a UsageError."""
     serves = provider_info(spec.provider).capabilities
-    if name is None:
-        name = "embed" if "embed" in serves else "generate"
-    if name not in KINDS:
-        raise UsageError(f"unknown request kind {name!r}; known kinds: {', '.join(KINDS)}")
-    if name not in serves:
-        able = [p for p, info in PROVIDERS.items() if name in info.capabilities]
+    if isinstance(name, Kind):
+        kind: Kind | None = name
+        name = name.name
+    else:
+        kind = None
+        if name is None:
+            name = "embed" if "embed" in serves else "generate"
+        if name not in KINDS:
+            raise UsageError(f"unknown request kind {name!r}; known kinds: {', '.join(KINDS)}")
+    requires = kind.requires if kind is not None else KINDS[name].requires
+    if requires not in serves:
+        able = [p for p, info in PROVIDERS.items() if requires in info.capabilities]
         raise UsageError(f"{spec.label}: provider {spec.provider!r} cannot serve {name!r} requests (it serves "
                          f"{', '.join(serves)}); providers that do: {', '.join(able)}")
     if fewshot and name != "loglik":
         raise UsageError("solved examples in front (fewshot) are given to the engine only for loglik; put them in the "
                          "question text for other kinds")
-    return KINDS[name](fewshot)
+    return kind if kind is not None else KINDS[name](fewshot)
 
 
 def _check_questions(kind: Kind, questions: Sequence[Question]) -> None:
@@ -177,28 +264,30 @@ def _plan(spec: ModelSpec, kind: Kind, questions: Sequence[Question], personas: 
     settings = spec.settings_for(settings)  # the model card's defaults for what the user did not set
     label, folder = with_tag(spec.label, tag), with_tag(spec.slug, tag)
     personas = kind.personas(personas)
-    plan = Plan(spec, kind, space, tag, label, folder, personas, [],
+    plan = Plan(spec, kind, kind.space(space, folder), tag, label, folder, personas, [],
                 {p.name: ModelSummary(model=spec.name, label=label, persona=p.name) for p in personas},
                 settings=settings)
+    conflicts: dict[tuple[str, str], Conflict] = {}
     for persona in personas:
-        space.model_dir(persona.name, folder)  # refuses unsafe names before any work
-        summary = plan.summaries[persona.name]
-        conflict = Conflict(space.name, persona.name, summary.label, folder)
-        for q in questions:
-            key = kind.key(q, persona, spec, settings)
-            record = space.load_record(persona.name, folder, q.n)
-            state = saved_state(record, key, q)
-            if state == SAME and not force:
-                summary.skipped += 1
-                continue
-            if state == VARIANT:
-                conflict.count += 1
-                conflict.what.update(["; ".join(kind.differences(record or {}, persona, spec, settings))])
-            summary.replaced += state in (SAME, VARIANT, CHANGED)
-            summary.changed += state == CHANGED
-            plan.pending.append(Work(persona, q, key))
-        if conflict.count:
-            plan.conflicts.append(conflict)
+        plan.space.model_dir(persona.name, folder)  # refuses unsafe names before any work
+    for unit in kind.units(questions, personas):
+        summary = plan.summaries[unit.persona.name]
+        where = unit.folder or folder
+        key = kind.unit_key(unit, spec, settings)
+        record = plan.space.load_record(unit.persona.name, where, unit.question.n)
+        state = kind.state(record, key, unit.question)
+        if state == SAME and not force:
+            summary.skipped += 1
+            continue
+        if state == VARIANT:
+            conflict = conflicts.setdefault((unit.persona.name, where),
+                                            Conflict(space.name, unit.persona.name, summary.label, where))
+            conflict.count += 1
+            conflict.what.update(["; ".join(kind.differences(record or {}, unit.persona, spec, settings))])
+        summary.replaced += state in (SAME, VARIANT, CHANGED)
+        summary.changed += state == CHANGED
+        plan.pending.append(Work(unit.persona, unit.question, key, unit.folder, unit.target, record))
+    plan.conflicts.extend(conflicts.values())
     return plan
 
 
@@ -265,7 +354,9 @@ def _report_skips(plan: Plan) -> None:
     skipped = sum(s.skipped for s in plan.summaries.values())
     changed = sum(s.changed for s in plan.summaries.values())
     if skipped:
-        log.info("%s: %d answer(s) already saved, skipped (use --force to answer again)", plan.label, skipped)
+        what, again = {"grade": ("grade(s)", "grade"), "pairwise": ("comparison(s)", "compare")}.get(
+            plan.kind.name, ("answer(s)", "answer"))
+        log.info("%s: %d %s already saved, skipped (use --force to %s again)", plan.label, skipped, what, again)
     if changed:
         log.info("%s: %d question(s) changed since their answers were saved; answering them anew", plan.label,
                  changed)
@@ -372,45 +463,6 @@ def _ask_batched(provider: Generator, kind: Kind, pending: list[Work], settings:
         todo = [w for w, _ in retry]
 
 
-def backoff_delay(attempt: int, retry_after: float | None, settings: GenerationSettings) -> float:
-    """Exponential backoff with full jitter, never shorter than the server's Retry-After."""
-    ceiling = min(settings.retry_max_wait_s, settings.retry_initial_wait_s * (2 ** (attempt - 1)))
-    delay = random.uniform(ceiling / 2, ceiling)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, settings.retry_max_wait_s))
-    return delay
-
-
-async def _answer(provider: Generator, ask: Any, request: Any, settings: GenerationSettings,
-                  stopped: Callable[[], bool] = lambda: False) -> Result | None:
-    """One request (``ask(request)``) with a timeout and bounded retries of retryable errors.
-
-    None when the run stopped (``stopped()``) before a retry: no further request is sent.
-    """
-    start = time.perf_counter()
-    for attempt in range(1, settings.max_attempts + 1):
-        if attempt > 1 and stopped():
-            return None
-        try:
-            async with asyncio.timeout(settings.timeout_s):  # no extra task per request, unlike wait_for
-                result = await ask(request)
-            result.attempts = attempt
-            result.latency_s = result.latency_s or time.perf_counter() - start
-            return result
-        except TimeoutError:
-            error = ProviderError(f"timed out after {settings.timeout_s:g} s", retryable=True)
-        except Exception as exc:  # noqa: BLE001 - recorded per answer or model; the run goes on
-            error = provider.classify(exc)
-        if not error.retryable or attempt == settings.max_attempts:
-            result = Result.failure(error, time.perf_counter() - start)
-            result.attempts = attempt
-            if error.retryable:
-                result.error = f"{result.error} (gave up after {attempt} attempts)"
-            return result
-        await asyncio.sleep(backoff_delay(attempt, error.retry_after, settings))
-    raise AssertionError("unreachable")
-
-
 async def _run_remote_models(plans: list[Plan], settings: GenerationSettings, progress: bool,
                              run_id: str, stop: Stop) -> list[ModelSummary]:
     groups = await asyncio.gather(*(_run_remote_model(plan, settings, progress, run_id, stop) for plan in plans))
@@ -442,7 +494,8 @@ async def _run_remote_model(plan: Plan, settings: GenerationSettings, progress: 
         async with semaphore:
             if stopped():  # the run stopped while this one waited for its turn: send nothing
                 return
-            result = await _answer(provider, ask, request, settings, stopped)
+            result = (await ask(request) if plan.kind.composite
+                      else await _answer(provider, ask, request, settings, stopped))
         if result is not None:  # an answer in flight when the run stopped is still saved when it can be
             note_prompt(provider, request, result)
             saver(work, result)

@@ -43,6 +43,7 @@ class RunReport:
     output_dir: Path
     set_name: str = ""
     tag: str | None = None
+    kind: str = "generate"  # the request kind (``grade``: the models were judges)
     summaries: list[ModelSummary] = field(default_factory=list)
     manifest_path: Path | None = None
     interrupted: bool = False

@@ -11,6 +11,7 @@ import errno
 import json
 import logging
 import os
+import threading
 from collections import Counter
 from contextlib import suppress
 from pathlib import Path
@@ -30,19 +31,23 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # a save failing with these stops the 
 class Stop:
     """Why a run stops early, shared by all its models: set once, when a save finds the disk full.
 
-    From then on no request is sent; answers already in flight are still saved when they can be.
+    From then on no request is sent; answers already in flight are still saved when they can be. It is shared by
+    the local models' thread and the API models' event-loop thread: ``halt`` sets ``reason`` under a lock (one
+    caller reports it), and each side reads ``reason`` (one attribute, set once) before each request or result.
     """
 
     def __init__(self) -> None:
         self.reason: str | None = None
         self.problems: list[str] = []  # run-level problems that make the exit status 1 (not one answer's)
+        self._lock = threading.Lock()
 
     def halt(self, reason: str) -> bool:
         """Stop the run for ``reason``; True the first time (the caller reports it), False after."""
-        if self.reason is not None:
-            return False
-        self.reason = reason
-        return True
+        with self._lock:
+            if self.reason is not None:
+                return False
+            self.reason = reason
+            return True
 
 
 def close_manifest(store: Store, report: RunReport, manifest: dict[str, Any]) -> None:
@@ -128,9 +133,10 @@ class Saver:
         except Exception as exc:  # noqa: BLE001 - this answer fails alone; the others are saved
             saved = False
             self._not_saved(work, exc)
-        if result.ok:  # paid for (or computed) whether or not it could be saved
-            summary.prompt_tokens += result.prompt_tokens or 0
-            summary.completion_tokens += result.completion_tokens or 0
+        # Paid for (or computed) whether or not it could be saved, and whether or not it failed: a failed result
+        # carries tokens only when they were spent (a grade whose judge replied but not in the format asked).
+        summary.prompt_tokens += result.prompt_tokens or 0
+        summary.completion_tokens += result.completion_tokens or 0
         if result.ok and saved:
             summary.answered += 1
         else:
@@ -151,16 +157,16 @@ class Saver:
         if saved.record.get("error") and not result.error:
             result = Result(error=saved.record["error"], latency_s=result.latency_s)
         check_serialisable(saved.record, saved.body)  # before any file is written: no body without its record
-        space.save(work.persona.name, self.plan.folder, work.question.n, saved.record, saved.body)
+        space.save(work.persona.name, work.folder or self.plan.folder, work.question.n, saved.record, saved.body)
         return result
 
     def _not_saved(self, work: Work, exc: Exception) -> None:
         """Report an answer that could not be saved; a full disk stops the run."""
         label, persona, n = self.plan.summaries[work.persona.name].label, work.persona.name, work.question.n
         try:
-            folder = self.plan.space.model_dir(persona, self.plan.folder)
+            folder = self.plan.space.model_dir(persona, work.folder or self.plan.folder)
         except Exception:  # noqa: BLE001 - only for the message
-            folder = self.plan.space.path / persona / self.plan.folder
+            folder = self.plan.space.path / persona / (work.folder or self.plan.folder)
         names = " ".join(str(getattr(exc, a, None) or "") for a in ("filename", "filename2"))
         path = folder / (f"{n}.txt" if f"{n}.txt" in names and f"{n}.json" not in names else f"{n}.json")
         problem = write_problem(exc)

@@ -26,7 +26,8 @@ def completion(model: str, text: str) -> bytes:
     }).encode()
 
 
-async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float, counter: list[int]) -> None:
+async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float, counter: list[int],
+                 text: str = "A benchmark answer.") -> None:
     """Serve requests on one keep-alive connection until the client closes it."""
     try:
         while True:
@@ -39,7 +40,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, del
             body = json.loads(await reader.readexactly(length)) if length else {}
             counter[0] += 1
             await asyncio.sleep(delay)
-            payload = completion(str(body.get("model", "bench")), "A benchmark answer.")
+            payload = completion(str(body.get("model", "bench")), text)
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                          + str(len(payload)).encode() + b"\r\n\r\n" + payload)
             await writer.drain()
@@ -49,10 +50,10 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, del
         writer.close()
 
 
-async def serve(delay: float, port_file: str | None) -> None:
+async def serve(delay: float, port_file: str | None, text: str = "A benchmark answer.") -> None:
     """Listen on 127.0.0.1 (any free port, written to ``port_file``) until cancelled."""
     counter = [0]
-    server = await asyncio.start_server(lambda r, w: handle(r, w, delay, counter), "127.0.0.1", 0, backlog=512)
+    server = await asyncio.start_server(lambda r, w: handle(r, w, delay, counter, text), "127.0.0.1", 0, backlog=512)
     port = server.sockets[0].getsockname()[1]
     if port_file:
         tmp = Path(port_file + ".tmp")
@@ -67,9 +68,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--delay", type=float, default=0.1)
     parser.add_argument("--port-file")
+    parser.add_argument("--text", default="A benchmark answer.", help="the answer every request gets")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.delay, args.port_file))
+        asyncio.run(serve(args.delay, args.port_file, args.text))
     return 0
 
 

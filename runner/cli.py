@@ -26,6 +26,7 @@ SUB_COMMANDS = {
     "compare": ("runner.commands.compare", "show every model's answer to one question side by side"),
     "report": ("runner.commands.report", "write a self-contained HTML report of the saved answers"),
     "score": ("runner.commands.score", "score multiple-choice answers: accuracy per model, persona and task"),
+    "grade": ("runner.commands.grade", "grade open answers with judge models against rubrics (HealthBench's way)"),
     "export": ("runner.commands.export", "write every saved answer as one row of a CSV, JSONL or Parquet file"),
     "tasks": ("runner.commands.tasks", "list the benchmark tasks and the --dataset names"),
     "init": ("runner.commands.init", "write a commented run.toml and a questions.jsonl template to start from"),

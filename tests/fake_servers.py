@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -194,6 +195,8 @@ class FakeServer:
         self.count_file = Path(count_file) if count_file else None
         self.log_file = Path(log_file) if log_file else None
         self.requests: list[RecordedRequest] = []
+        # Chooses the reply from the request (e.g. a judge's verdict per rubric item); None: the script or default.
+        self.responder: Callable[[RecordedRequest], Reply | None] | None = None
         self.in_flight = 0
         self.max_in_flight = 0
         self._script: deque[Reply] = deque()
@@ -272,7 +275,10 @@ class FakeServer:
             self.requests.append(record)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            reply = self._script.popleft() if self._script else self.default
+            reply = self._script.popleft() if self._script else None
+            if reply is None and self.responder is not None:
+                reply = self.responder(record)
+            reply = reply or self.default
             self._write_files(record)
         return record, reply
 

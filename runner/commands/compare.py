@@ -78,6 +78,9 @@ def execute(args: argparse.Namespace) -> int:
         return 0
     if view is not None:
         print(render_question(view, width, stacked=args.stacked, color=color, show_prompt=args.show_prompt))
+        graded = _grades_of(snapshot, question_set, args)
+        if graded:
+            print(graded + "\n")
     if agreement is not None:
         if args.n is not None:
             print(render_agreement(agreement, width, n=args.n, color=color, legend=False) + "\n")
@@ -117,6 +120,22 @@ def _list_questions(snapshot: Snapshot, args: argparse.Namespace, width: int, qu
     print("\n" + "\n".join(wrap(f"Show one: {hint}{example}; how much the models agree: compare --agreement",
                                width)))
     return 0
+
+
+def _grades_of(snapshot: Snapshot, question_set: str, args: argparse.Namespace) -> str:
+    """The judges' grades of question N's answers shown (``grade``), as text; empty when there are none."""
+    from runner.core.store import Store
+    from runner.core.text import sanitize
+    from runner.views.answers import select_records
+    from runner.views.grades import current_grades, question_grades, render_question_grades
+    from runner.views.terminal import terminal_width
+
+    grades = Store(snapshot.root).questions_set(question_set).grade_records()
+    if not grades:
+        return ""
+    answers = select_records(snapshot.records_of(question_set), args.models, args.persona, question_set)
+    shown = question_grades(current_grades(grades, answers), args.n)
+    return sanitize(render_question_grades(shown, args.width or terminal_width()))
 
 
 def _tolerant_stdout() -> None:

@@ -11,7 +11,10 @@ from runner.engine import RunReport
 
 def format_summary(report: RunReport) -> str:
     """A plain-text table: model, persona, answered, skipped, failed, tokens, time, cost."""
-    header = ("model", "persona", "answered", "skipped", "failed", "tokens in/out", "time s", "cost $")
+    grading = report.kind in ("grade", "pairwise")
+    done = {"grade": "graded", "pairwise": "compared"}.get(report.kind, "answered")
+    header = ("judge" if grading else "model", "persona", done, "skipped", "failed",
+              "tokens in/out", "time s", "cost $")
     rows = [header]
     for s in report.summaries:
         cost = f"{s.cost_usd:.4f}" if s.cost_usd is not None else "-"
@@ -29,8 +32,16 @@ def format_summary(report: RunReport) -> str:
     replaced = sum(s.replaced for s in report.summaries)
     changed = sum(s.changed for s in report.summaries)
     folder = "<model>" + (f"@{report.tag}" if report.tag else "")
-    out += (f"\n\nAnswers saved under {report.output_dir}/{report.set_name}/<persona>/{folder}/ (question set "
-            f"{report.set_name!r}); run manifest: {report.manifest_path}")
+    if report.kind == "pairwise":
+        out += (f"\n\nComparisons saved under {report.output_dir}/{report.set_name}/_pairwise/<judge>/<persona>/"
+                f"<model-a>+vs+<model-b>/ (personas compared: <persona-a>+vs+<persona-b>/<model>/; question set "
+                f"{report.set_name!r}); run manifest: {report.manifest_path}")
+    elif grading:
+        out += (f"\n\nGrades saved under {report.output_dir}/{report.set_name}/_grades/<judge>/<persona>/<model>/ "
+                f"(question set {report.set_name!r}); run manifest: {report.manifest_path}")
+    else:
+        out += (f"\n\nAnswers saved under {report.output_dir}/{report.set_name}/<persona>/{folder}/ (question set "
+                f"{report.set_name!r}); run manifest: {report.manifest_path}")
     if replaced:
         why = f" ({changed} because the question changed)" if changed else ""
         out += f"\nReplaced {replaced} saved answer(s){why}."
@@ -39,7 +50,13 @@ def format_summary(report: RunReport) -> str:
         out += (f"\n{unsaved} answer(s) could not be saved (the messages above name the files and the problems); "
                 "they count as failed.")
     not_run = sum(s.failed for s in report.summaries if s.error)  # a retry alone cannot fix these
-    if failed - not_run:
+    if failed - not_run and report.kind == "pairwise":
+        out += (f"\n{failed - not_run} pair(s) could not be compared in both orders (see above); grade --pairwise "
+                "again to ask the judge only for the orders not judged.")
+    elif failed - not_run and grading:
+        out += (f"\n{failed - not_run} answer(s) could not be graded (see above); grade again to ask the judge only "
+                "for the rubric items not graded.")
+    elif failed - not_run:
         out += f"\n{failed - not_run} answer(s) failed; run the same command again to retry only those."
     if not_run:
         out += (f"\n{not_run} answer(s) were not asked because their model could not run: do what 'Not run' says "

@@ -58,6 +58,11 @@ from runner.core.records import (
 SAFE_PART = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,127}$")
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,47}$")
 RUNS_DIR = "runs"
+# A set's grades: ``<set>/_grades/<judge>/<persona>/<model>/<n>.json`` (no persona name starts with ``_``).
+GRADES_DIR = "_grades"
+# A set's pairwise comparisons: ``<set>/_pairwise/<judge>/<persona>/<modelA>+vs+<modelB>/<n>.json`` (personas
+# compared: ``<personaA>+vs+<personaB>/<model>``); ``engine/pairwise.py`` names the pair folders.
+PAIRWISE_DIR = "_pairwise"
 SET_FILE = "set.json"
 LEGACY_SET = "legacy"
 DEFAULT_SET = "questions"
@@ -276,6 +281,46 @@ class SetStore:
         elif body is not None:
             atomic_write(path / f"{n}.txt", body, root=self.root)
         atomic_write(path / f"{n}.json", json.dumps(record, ensure_ascii=False, indent=1) + "\n", root=self.root)
+
+    def grades(self, judge_folder: str) -> SetStore:
+        """The grades one judge (``slug`` or ``slug@tag``) gave this set's answers, kept like answers."""
+        grades = SetStore(self.root, self.name)
+        grades.path = self.path / GRADES_DIR / judge_folder
+        for part in judge_folder.split("@"):
+            if not SAFE_PART.match(part) or part in (".", ".."):
+                raise UsageError(f"unsafe name for an output folder: {judge_folder!r}")
+        check_inside(self.root, grades.path)
+        return grades
+
+    def grade_records(self) -> list[Record]:
+        """Every grade saved for this set's answers, judge by judge (unreadable ones left out, warned)."""
+        out: list[Record] = []
+        for judge_dir in _subdirs(self.path / GRADES_DIR, self.root):
+            for persona_dir in _subdirs(judge_dir, self.root):
+                for folder in _subdirs(persona_dir, self.root):
+                    out.extend(_records_in(folder, self.name))
+        return out
+
+    def pairwise(self, judge_folder: str) -> SetStore:
+        """The pairwise comparisons one judge (``slug`` or ``slug@tag``) made of this set's answers, kept like
+        answers."""
+        pairwise = SetStore(self.root, self.name)
+        pairwise.path = self.path / PAIRWISE_DIR / judge_folder
+        for part in judge_folder.split("@"):
+            if not SAFE_PART.match(part) or part in (".", ".."):
+                raise UsageError(f"unsafe name for an output folder: {judge_folder!r}")
+        check_inside(self.root, pairwise.path)
+        return pairwise
+
+    def pairwise_records(self) -> list[Record]:
+        """Every pairwise comparison saved for this set's answers, judge by judge (unreadable ones left out,
+        warned)."""
+        out: list[Record] = []
+        for judge_dir in _subdirs(self.path / PAIRWISE_DIR, self.root):
+            for persona_dir in _subdirs(judge_dir, self.root):
+                for folder in _subdirs(persona_dir, self.root):
+                    out.extend(_records_in(folder, self.name))
+        return out
 
     def write_embedding_matrix(self, persona: str, folder: str) -> Path | None:
         """Write ``embeddings.npy`` (rows in question order) and ``embeddings.json`` (row -> n) for an encoder."""

@@ -10,7 +10,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from runner.core.errors import ProviderError
 from runner.core.questions import Message
@@ -71,6 +71,8 @@ class Result:
     # (local models: the chat template or prompt format applied). The engine fills these in (``note_prompt``).
     user_message: str | None = None
     prompt_text: str | None = None
+    # Composite kinds (grading): what the calls behind one result found (the verdict of each rubric item).
+    details: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.core.records import Snapshot
+from runner.core.records import Record, Snapshot
 from runner.core.store import write_output
 from runner.views.answers import (
     DEFAULT_OUTPUT_DIR,
@@ -36,6 +36,8 @@ from runner.views.report_assets import CSS, SCRIPT
 
 if TYPE_CHECKING:
     from runner.views.agreement import Agreement
+    from runner.views.grades import Grades
+    from runner.views.pairwise import Pairwise
     from runner.views.scores import TaskScore
 
 LONG_ANSWER = 1200  # characters; longer answers show a preview and collapse the rest
@@ -134,6 +136,8 @@ def build_report(source: StoreSource = DEFAULT_OUTPUT_DIR, *, models: Sequence[s
     all_manifests = snapshot.manifests
     manifests = [m for m in all_manifests if _in_set(m, question_set)]
     scores = set_scores(snapshot, question_set, models, personas)
+    graded, grade_index = _grades(snapshot, question_set, views)
+    preferences = _preferences(snapshot, question_set)
     sets = question_sets(snapshot)
     total = sum(len(v.answers) for v in views)
     failed = sum(not a.ok for v in views for a in v.answers)
@@ -155,7 +159,9 @@ def build_report(source: StoreSource = DEFAULT_OUTPUT_DIR, *, models: Sequence[s
         _agreement_section(agreement) if agreement else "",
         '<div class="toolbar"><button type="button" id="expand-all">Expand all answers</button>'
         '<button type="button" id="collapse-all">Collapse all answers</button></div>',
-        *(_question_section(v, agreement) for v in views),
+        _grades_section(graded) if graded and graded.rows else "",
+        _pairwise_section(preferences) if preferences and preferences.groups else "",
+        *(_question_section(v, agreement, grade_index) for v in views),
     ]
     script_hash = base64.b64encode(hashlib.sha256(SCRIPT.encode("utf-8")).digest()).decode("ascii")
     csp = (f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{script_hash}'; img-src data:; "
@@ -165,6 +171,8 @@ def build_report(source: StoreSource = DEFAULT_OUTPUT_DIR, *, models: Sequence[s
                 f" ({failed} failed) · from {Path(output_dir)} · generated {generated}")
     sections = [("settings", "Run settings"), ("models", "Models")]
     sections += [("scores", "Scores")] if scores else []
+    sections += [("grades", "Grades")] if graded and graded.rows else []
+    sections += [("pairwise", "Pairwise")] if preferences and preferences.groups else []
     sections += [("agreement", "Agreement")] if agreement else []
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
@@ -487,7 +495,7 @@ def _agreement_section(agreement: Agreement) -> str:
             f"{''.join(rows)}</table></div></section>")
 
 
-def _question_section(view: QuestionAnswers, agreement: Agreement | None) -> str:
+def _question_section(view: QuestionAnswers, agreement: Agreement | None, grades: GradeIndex | None = None) -> str:
     parts = [f'<section class="block question" id="q{view.n}" data-disagree="{int(view.disagreement)}">'
              f'<div class="qhead"><h3>Question {view.n}</h3>']
     for label, value in (("id", view.question_id), ("task", view.task)):
@@ -509,27 +517,29 @@ def _question_section(view: QuestionAnswers, agreement: Agreement | None) -> str
     parts.append("</div>")
     if view.context:
         parts.append(f'<div class="context">{esc(view.context)}</div>')
+    for turn in (view.messages or [])[:-1]:  # a conversation: the turns before its last user turn (the question)
+        parts.append(f'<div class="context"><b>{esc(turn.get("role"))}:</b> {esc(turn.get("content"))}</div>')
     parts.append(f'<div class="qtext">{esc(view.question)}</div>')
     if view.options:
         items = "".join(f'<li class="{"correct" if k == view.correct else ""}">{esc(k)}. {esc(v)}'
                         f'{" ✓" if k == view.correct else ""}</li>' for k, v in view.options.items())
         parts.append(f'<ol class="options">{items}</ol>')
     parts.extend(f'<p class="small" style="color:var(--bad)">Note: {esc(w)}</p>' for w in view.warnings)
-    parts.append(_grid(view, agreement))
+    parts.append(_grid(view, agreement, grades or {}))
     parts.append("</section>")
     return "".join(parts)
 
 
-def _grid(view: QuestionAnswers, agreement: Agreement | None) -> str:
+def _grid(view: QuestionAnswers, agreement: Agreement | None, grades: GradeIndex) -> str:
     """Models (rows) × personas (columns); a single persona lays the models out as cards side by side."""
     if len(view.personas) == 1:
-        cards = "".join(_card(view, view.get(m, view.personas[0]), m, agreement) for m in view.models)
+        cards = "".join(_card(view, view.get(m, view.personas[0]), m, agreement, grades) for m in view.models)
         return (f'<div class="grid" style="grid-template-columns:repeat(auto-fill,minmax(min(100%,{CARD_MIN}),1fr))">'
                 f"{cards}</div>")
     columns = f"repeat({len(view.personas)},minmax({COLUMN_MIN},1fr))"
     cells = [f'<div class="colhead">{esc(p)}</div>' for p in view.personas]
     for m in view.models:
-        cells.extend(_card(view, view.get(m, p), m, agreement) for p in view.personas)
+        cells.extend(_card(view, view.get(m, p), m, agreement, grades) for p in view.personas)
     hint = (f'<p class="small muted scrollhint">{len(view.personas)} personas side by side: scroll sideways for '
             "those that do not fit, or run <code>compare N --stacked</code> in a terminal</p>"
             if len(view.personas) > PERSONAS_THAT_FIT else "")
@@ -537,7 +547,8 @@ def _grid(view: QuestionAnswers, agreement: Agreement | None) -> str:
             "</div></div>")
 
 
-def _card(view: QuestionAnswers, answer: Answer | None, who: str, agreement: Agreement | None) -> str:
+def _card(view: QuestionAnswers, answer: Answer | None, who: str, agreement: Agreement | None,
+          grades: GradeIndex | None = None) -> str:
     if answer is None:
         return f'<div class="card missing"><div class="who">{esc(who)}</div>no saved answer</div>'
     meta = usage_parts(answer, unknown="0", tokens="tokens")
@@ -551,7 +562,7 @@ def _card(view: QuestionAnswers, answer: Answer | None, who: str, agreement: Agr
     verdict = _verdict_badge(answer, view.correct)
     head = (f'<div class="cardhead"><div class="who">{esc(who)}</div>{verdict}</div>'
             f'<div class="meta">{esc(" · ".join(meta))}</div>')
-    prompt = _prompt_details(answer)
+    prompt = _prompt_details(answer) + _grade_details((grades or {}).get((answer.persona, answer.label, view.n), []))
     if not answer.ok:
         return f'<div class="card failed">{head}<span class="badge bad">failed</span><div class="error">' \
                f"{esc(answer.error)}</div>{prompt}</div>"
@@ -565,6 +576,113 @@ def _card(view: QuestionAnswers, answer: Answer | None, who: str, agreement: Agr
     return (f'<div class="{kind}">{head}<div class="answer preview">{esc(preview)}</div>'
             f'<details class="more"><summary>Show the full answer ({words:,} words)</summary>'
             f'<div class="answer">{esc(text)}</div></details>{prompt}</div>')
+
+
+GradeIndex = dict[tuple[str, str, int], list[Record]]
+
+
+def _grades(snapshot: Snapshot, question_set: str, views: Sequence[QuestionAnswers]) -> tuple[Grades | None,
+                                                                                                GradeIndex]:
+    """The judges' grades of the answers shown (``grade``): their summary, and each answer's grades."""
+    from runner.core.store import Store
+    from runner.views.grades import answer_place, collect, current_grades
+
+    records = Store(snapshot.root).questions_set(question_set).grade_records()
+    if not records:
+        return None, {}
+    shown = {(a.persona, a.label, v.n) for v in views for a in v.answers}
+    answers = [r for r in snapshot.records_of(question_set) if answer_place(r) in shown]
+    current = current_grades(records, answers)
+    index: GradeIndex = {}
+    for g in current:
+        index.setdefault(answer_place(g), []).append(g)
+    return (collect(current) if current else None), index
+
+
+def _grades_section(grades: Grades) -> str:
+    """The judges' scores per model and persona (HealthBench's clipped mean ± bootstrap std, n)."""
+    rows = "".join(f"<tr><td>{esc(r.judge)}</td><td>{esc(r.model)}</td><td>{esc(r.persona)}</td>"
+                   f"<td>{esc(r.overall.cell())}{' (1-5)' if r.scale != 'rubric' else ''}</td><td>{r.overall.n}</td>"
+                   f"<td>{len(r.ungradable)}</td></tr>" for r in grades.rows)
+    agreement = ""
+    if grades.agreement and grades.agreement.get("fleiss_kappa") is not None:
+        agreement = (f'<p class="small muted">Agreement between judges on {grades.agreement["items"]:,} rubric items: '
+                     f'Fleiss\' kappa {grades.agreement["fleiss_kappa"]:.3f}.</p>')
+    return ('<section class="block" id="grades"><h2>Grades</h2><p class="small muted">Rubric scores as HealthBench '
+            "reports them: the mean over answers of the points met over the positive points, clipped to [0, 1], ± the "
+            "standard deviation of 1,000 bootstrap means; each answer's grade is under it. Details in grades.md "
+            "(<code>grade</code>).</p><table><thead><tr><th>judge</th><th>model</th><th>persona</th><th>score</th>"
+            f"<th>n</th><th>ungradable</th></tr></thead><tbody>{rows}</tbody></table>{agreement}</section>")
+
+
+def _preferences(snapshot: Snapshot, question_set: str) -> Pairwise | None:
+    """The pairwise preferences saved for the answers of the set (``grade --pairwise``), or None."""
+    from runner.core.store import Store
+    from runner.views.pairwise import collect as collect_pairs
+    from runner.views.pairwise import current_pairwise
+
+    records = Store(snapshot.root).questions_set(question_set).pairwise_records()
+    if not records:
+        return None
+    current = current_pairwise(records, snapshot.records_of(question_set))
+    return collect_pairs(current) if current else None
+
+
+def _pairwise_section(result: Pairwise) -> str:
+    """Per judge and group: Bradley-Terry ratings with intervals, win rates, the win/tie/loss matrix, position bias."""
+    parts = ['<section class="block" id="pairwise"><h2>Pairwise preferences</h2><p class="small muted">MT-Bench\'s '
+             "pairwise judge: each pair of answers judged in both orders; orders that disagree count as a tie "
+             "(position-inconsistent). Win rate counts ties as half; Bradley-Terry ratings on the Elo scale (mean "
+             "1000) with 95% bootstrap intervals. Details in pairwise.md.</p>"]
+    for g in result.groups:
+        what = f"models under persona {g.within}" if g.compare == "models" else f"personas of {g.within}"
+        order = sorted(g.players, key=lambda p: (-g.ratings.get(p, float("-inf")), p))
+        rows = []
+        for player in order:
+            rating, interval = g.ratings.get(player), g.intervals.get(player)
+            cells = "".join("<td>–</td>" if player == other else
+                            f"<td>{'/'.join(str(c) for c in g.matrix.get(player, {}).get(other, (0, 0, 0)))}</td>"
+                            for other in order)
+            rows.append(f"<tr><td>{esc(player)}</td><td>{f'{rating:.0f}' if rating is not None else '–'}</td>"
+                        f"<td>{f'{interval[0]:.0f} – {interval[1]:.0f}' if interval else '–'}</td>"
+                        f"<td>{f'{g.win_rates[player]:.3f}' if player in g.win_rates else '–'}</td>{cells}</tr>")
+        rate = g.inconsistency_rate
+        bias = (f"{g.inconsistent} of {g.pairs} pairs ({rate:.0%}) position-inconsistent" if rate is not None
+                else "no pair judged in both orders")
+        heads = "".join(f"<th>vs {esc(p)}</th>" for p in order)
+        parts.append(f"<h3>{esc(g.judge)}: {esc(what)}</h3><p class=\"small muted\">{esc(bias)}; cells: wins/ties/"
+                     "losses of the row against the column.</p><table><thead><tr><th>player</th><th>Bradley-Terry"
+                     f"</th><th>95% interval</th><th>win rate</th>{heads}</tr></thead><tbody>{''.join(rows)}"
+                     "</tbody></table>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _grade_details(grades: Sequence[Record]) -> str:
+    """Each judge's grade of one answer, folded under it: the score, then every rubric item met or not with the
+    judge's explanation."""
+    out = []
+    for g in grades:
+        extra = g.model_extra or {}
+        score = extra.get("score")
+        shown = f"{score:.3f}" if isinstance(score, int | float) else "ungradable"
+        items = []
+        for item in extra.get("items") or []:
+            if not isinstance(item, dict):
+                continue
+            if "score" in item:
+                mark, head = "", f"{item.get('criterion')}: {item.get('score')} of 5"
+            else:
+                met, points = item.get("met"), item.get("points") or 0
+                good = (met is True and points > 0) or (met is False and points < 0)
+                mark = "?" if met is None else ("✓" if good else "✗")
+                head = f"[{points:g}] {item.get('criterion')}"
+            why = item.get("explanation") or item.get("problem") or ""
+            items.append(f"<li>{esc(mark)} {esc(head)}<div class=\"ptext\">{esc(why)}</div></li>")
+        judge = extra.get("judge_label") or extra.get("judge") or "?"
+        out.append(f'<details class="prompt grade"><summary>Grade by {esc(judge)}: {esc(shown)}</summary>'
+                   f'<ul class="small">{"".join(items)}</ul></details>')
+    return "".join(out)
 
 
 def _prompt_details(answer: Answer) -> str:

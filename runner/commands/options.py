@@ -99,3 +99,19 @@ def config_of(args: argparse.Namespace) -> RunConfig:
     if getattr(args, "run_config", None) is None:
         args.run_config = load_config(args.config) if getattr(args, "config", None) else RunConfig()
     return args.run_config
+
+
+REASONING_SETTINGS = ("reasoning_effort", "thinking_budget", "min_thinking", "wait", "samples")
+
+
+def add_reasoning(group: argparse._ArgumentGroup) -> None:
+    """Thinking controls and self-consistency (``REASONING_SETTINGS``), shared by run and score."""
+    group.add_argument("--reasoning-effort", choices=["low", "medium", "high"],
+                       help="reasoning models: how much to think (OpenAI reasoning_effort, Gemini thinking level)")
+    group.add_argument("--thinking-budget", type=int, metavar="N",
+                       help="most thinking tokens (Gemini thinking_budget; local models: budget forcing as in s1)")
+    group.add_argument("--min-thinking", type=int, metavar="M",
+                       help="local models: an end of thinking before M trace tokens is replaced by 'Wait'")
+    group.add_argument("--wait", type=int, metavar="K", help="local models: most 'Wait' insertions (default 0)")
+    group.add_argument("--samples", type=int, metavar="K",
+                       help="answer each question K times (self-consistency; with --temperature above 0)")

@@ -7,10 +7,12 @@ import os
 from typing import Any
 
 from runner.commands.options import (
+    REASONING_SETTINGS,
     add_config,
     add_cpu_fast_path,
     add_max_answer_chars,
     add_output_dir,
+    add_reasoning,
     add_set_and_tag,
     batch_size,
     config_of,
@@ -48,6 +50,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     g.add_argument("--timeout", type=float, dest="timeout_s", metavar="SECONDS",
                    help="per-request timeout for API models (default 120)")
     add_max_answer_chars(g)
+    add_reasoning(p.add_argument_group("reasoning models and self-consistency"))
     h = p.add_argument_group("local models", "--quantize, --dtype and --trust-remote-code apply to the models of "
                                              "the providers that the 'models' command marks 'local'")
     h.add_argument("--quantize", choices=["4bit", "8bit", "none"], help="quantize local models (needs CUDA)")
@@ -72,7 +75,7 @@ def execute(args: argparse.Namespace) -> int:
     config = config_of(args)
     settings = merge_settings(config.settings, {k: getattr(args, k) for k in (
         "max_new_tokens", "temperature", "top_p", "seed", "repetition_penalty", "frequency_penalty", "batch_size",
-        "concurrency", "max_attempts", "timeout_s", "cpu_fast_path", "max_answer_chars")})
+        "concurrency", "max_attempts", "timeout_s", "cpu_fast_path", "max_answer_chars", *REASONING_SETTINGS)})
     if args.persona and args.system_prompt is not None:
         raise UsageError("give either --persona or --system-prompt, not both")
     system_prompt = args.system_prompt if args.system_prompt is not None else (

@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from runner.commands.options import (
+    REASONING_SETTINGS,
     add_config,
     add_cpu_fast_path,
     add_filters,
     add_max_answer_chars,
     add_output_dir,
+    add_reasoning,
     batch_size,
     config_of,
 )
@@ -99,6 +101,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     gen.add_argument("--concurrency", type=int, metavar="N", help="API models: requests in flight")
     add_cpu_fast_path(gen)
     add_max_answer_chars(gen)
+    gen.add_argument("--temperature", type=float, metavar="T", help="0 = greedy and deterministic (default 0)")
+    gen.add_argument("--seed", type=int, metavar="N", help="seed that makes sampling reproducible")
+    add_reasoning(parser.add_argument_group("reasoning models and self-consistency"))
     gen.add_argument("--tag", metavar="NAME",
                      help="save these answers as a named variant, beside answers made with other settings")
     gen.add_argument("--force", action="store_true",
@@ -287,7 +292,9 @@ def _settings(args: argparse.Namespace) -> Any:
     return merge_settings(config_of(args).settings, {"max_new_tokens": args.max_new_tokens,
                                                  "batch_size": args.batch_size, "concurrency": args.concurrency,
                                                  "cpu_fast_path": args.cpu_fast_path,
-                                                 "max_answer_chars": args.max_answer_chars})
+                                                 "max_answer_chars": args.max_answer_chars,
+                                                 "temperature": args.temperature, "seed": args.seed,
+                                                 **{k: getattr(args, k) for k in REASONING_SETTINGS}})
 
 
 def _run_generate(args: argparse.Namespace, sources: QuestionSets, output_dir: Path) -> int:

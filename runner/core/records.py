@@ -88,6 +88,8 @@ class Record(BaseModel):
     model_options: dict[str, Any] | None = None
     settings: dict[str, Any] | None = None
     text: str | None = None
+    reasoning: str | None = None  # a reasoning model's thinking trace, kept apart from the answer (``text``)
+    reasoning_tokens: int | None = None
     user_message: str | None = None  # the user turn sent (generate records; the system prompt is persona_text)
     prompt_text: str | None = None  # local models: the whole prompt text the model received, template applied
     prompt_tokens: int | None = None

@@ -30,6 +30,18 @@ class GenerationSettings(BaseModel):
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0, description="API models (OpenAI, Gemini, "
                                             "OpenAI-compatible servers): penalise tokens by how often they already "
                                             "appeared. Not used by local models (see repetition_penalty).")
+    reasoning_effort: Literal["low", "medium", "high"] | None = Field(
+        None, description="Reasoning models: how much to think (OpenAI reasoning_effort; Gemini's thinking level); "
+        "an error for a model without such a control.")
+    thinking_budget: int | None = Field(None, ge=0, le=1_000_000, description="Most thinking tokens: Gemini's "
+                                        "thinking_budget; local models: budget forcing (s1), the end-of-thinking "
+                                        "delimiter inserted when the trace reaches this many tokens.")
+    min_thinking: int | None = Field(None, ge=0, le=1_000_000, description="Local models: an end of thinking "
+                                     "before this many trace tokens is replaced by 'Wait' (at most --wait times).")
+    wait: int = Field(0, ge=0, le=100, description="Local models: most times 'Wait' replaces an early end of "
+                      "thinking (with min_thinking; s1's budget forcing).")
+    samples: int = Field(1, ge=1, le=1000, description="Answers per question (self-consistency); with a "
+                         "temperature above 0, each sample has its own seed derived from seed.")
     batch_size: int | Literal["auto"] = Field("auto", description="Local models: prompts per forward pass.")
     concurrency: int = Field(8, ge=1, le=1024, description="API models: requests in flight at once.")
     max_attempts: int = Field(5, ge=1, le=50, description="Tries per answer for retryable errors.")
@@ -68,6 +80,11 @@ class GenerationSettings(BaseModel):
         if not self.greedy:
             fields["top_p"] = self.top_p
             fields["seed"] = self.seed
+        for name in ("reasoning_effort", "thinking_budget", "min_thinking"):  # thinking changes answers
+            if getattr(self, name) is not None:
+                fields[name] = getattr(self, name)
+        if self.min_thinking is not None:
+            fields["wait"] = self.wait
         return fields
 
 
@@ -85,6 +102,9 @@ class ModelEntry(BaseModel):
     price_input_per_mtok: float | None = Field(None, ge=0)
     price_output_per_mtok: float | None = Field(None, ge=0)
     slug: str | None = Field(None, description="Output folder name, when the default would clash.")
+    think_delimiters: tuple[str, str] | None = Field(None, description="Reasoning models that think in their "
+                                                     "output: the start and end of the trace (default <think>, "
+                                                     "</think>; HuatuoGPT-o1: '## Thinking', '## Final Response').")
 
 
 class RunConfig(BaseModel):

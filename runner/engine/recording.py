@@ -50,6 +50,9 @@ def make_record(question: Question, persona: Persona, spec: ModelSpec, settings:
         "model_options": model_options(spec),
         "settings": settings.model_dump(),
         "text": result.text,
+        # Reasoning models: the thinking trace apart from the answer, and the tokens spent thinking.
+        "reasoning": result.reasoning,
+        "reasoning_tokens": result.reasoning_tokens,
         # What a generate request sent (the system prompt is persona_text); local models: the whole prompt text.
         "user_message": result.user_message,
         "prompt_text": result.prompt_text,

@@ -71,6 +71,10 @@ class Result:
     # (local models: the chat template or prompt format applied). The engine fills these in (``note_prompt``).
     user_message: str | None = None
     prompt_text: str | None = None
+    # Reasoning models: the thinking trace kept apart from the answer (``text``), and the tokens spent thinking
+    # (reported by the API, or counted locally); None when the model does not say or does not think.
+    reasoning: str | None = None
+    reasoning_tokens: int | None = None
     # Composite kinds (grading): what the calls behind one result found (the verdict of each rubric item).
     details: dict[str, Any] | None = None
 

@@ -53,6 +53,8 @@ class ModelSpec(BaseModel):
     package_dir: str | None = None  # Python package whose folder holds the weights (embedded models)
     weights_file: str | None = None  # a file (GGUF) or sub-folder inside package_dir
     pooling: Literal["cls", "mean", "sentence-transformers"] | None = None
+    # Reasoning models that think in their output: the start and end of the trace (None: <think> and </think>)
+    think_delimiters: tuple[str, str] | None = None
     # Generation settings from the model card, used where neither a flag nor the config file sets them (the
     # settings a record holds, and its answer key, are the ones used)
     generation: dict[str, float | int] = {}
@@ -74,8 +76,12 @@ class ModelSpec(BaseModel):
 
     def answer_key_fields(self) -> dict[str, object]:
         """Model options that change the answers (part of each answer's cache key)."""
-        return {"model": self.name, "prompt_format": self.prompt_format, "quantize": self.quantize,
-                "dtype": self.dtype, "base_url": self.base_url, "pooling": self.pooling}
+        fields: dict[str, object] = {"model": self.name, "prompt_format": self.prompt_format,
+                                     "quantize": self.quantize, "dtype": self.dtype, "base_url": self.base_url,
+                                     "pooling": self.pooling}
+        if self.think_delimiters is not None:  # only when set: the keys of every other answer stay as they were
+            fields["think_delimiters"] = list(self.think_delimiters)
+        return fields
 
     def settings_for(self, settings: GenerationSettings) -> GenerationSettings:
         """``settings`` with this model's card defaults (``generation``) for what the user did not set."""

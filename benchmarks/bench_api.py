@@ -11,7 +11,6 @@ of the ideal (questions x delay / concurrency). Nothing leaves the machine.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.lean_server import start_in_process  # noqa: E402
 from runner.core.settings import GenerationSettings, ModelEntry  # noqa: E402
 from runner.core.store import atomic_write  # noqa: E402
 from runner.engine import run  # noqa: E402 - after the path is set
@@ -36,20 +36,6 @@ def timed_run(workdir: Path, name: str, questions: Path, base_url: str, concurre
     if report.exit_status != 0:
         raise SystemExit(f"run {name} failed: {[s.error for s in report.summaries]}")
     return seconds if answered else float("nan")
-
-
-def start_server(workdir: Path, delay: float) -> tuple[subprocess.Popen[bytes], int]:
-    """Start benchmarks/lean_server.py in its own process; return it and its port."""
-    port_file = workdir / "port"
-    proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "lean_server.py"), "--delay", str(delay),
-                             "--port-file", str(port_file)])
-    deadline = time.monotonic() + 20
-    while not port_file.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit("the benchmark server did not start")
-        time.sleep(0.02)
-    return proc, int(port_file.read_text())
 
 
 def store_write_seconds(workdir: Path, answers: int) -> float:
@@ -74,7 +60,7 @@ def main() -> int:
         questions = workdir / "questions.jsonl"
         questions.write_text("".join(f'{{"question": "Benchmark question {i}: what does drug {i} do?"}}\n'
                                      for i in range(args.questions)), encoding="utf-8")
-        server, port = start_server(workdir, args.delay)
+        server, port = start_in_process(workdir, args.delay)
         base_url = f"http://127.0.0.1:{port}/v1"
         try:
             timed_run(workdir, "warm-up", questions, base_url, args.concurrency)  # imports, first connections

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,23 +21,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.lean_server import start_in_process  # noqa: E402
 from runner.cli import main as cli  # noqa: E402 - after the path is set
 
 VERDICT = json.dumps({"explanation": "The response meets the criterion.", "criteria_met": True})
-
-
-def start_server(workdir: Path, delay: float) -> tuple[subprocess.Popen[bytes], int]:
-    """Start benchmarks/lean_server.py (answering with a verdict) in its own process; return it and its port."""
-    port_file = workdir / "port"
-    proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "lean_server.py"), "--delay", str(delay),
-                             "--port-file", str(port_file), "--text", VERDICT])
-    deadline = time.monotonic() + 20
-    while not port_file.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit("the benchmark server did not start")
-        time.sleep(0.02)
-    return proc, int(port_file.read_text())
 
 
 def main() -> int:
@@ -60,7 +46,7 @@ def main() -> int:
         os.environ["NO_PROGRESS"] = "1"
         if cli(["run", "-q", str(questions), "-m", "fake:echo", "-o", str(out)]) != 0:
             raise SystemExit("answering failed")
-        server, port = start_server(workdir, args.delay)
+        server, port = start_in_process(workdir, args.delay, VERDICT)
         os.environ.update(OPENAI_API_KEY="sk-bench", OPENAI_BASE_URL=f"http://127.0.0.1:{port}/v1")
         try:
             start = time.perf_counter()

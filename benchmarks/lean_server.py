@@ -14,6 +14,9 @@ import asyncio
 import contextlib
 import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 
@@ -61,6 +64,21 @@ async def serve(delay: float, port_file: str | None, text: str = "A benchmark an
         os.replace(tmp, port_file)
     async with server:
         await server.serve_forever()
+
+
+def start_in_process(workdir: Path, delay: float,
+                     text: str = "A benchmark answer.") -> tuple[subprocess.Popen[bytes], int]:
+    """Start this server in its own process (answering ``text`` after ``delay`` s); return it and its port."""
+    port_file = workdir / "port"
+    proc = subprocess.Popen([sys.executable, __file__, "--delay", str(delay), "--port-file", str(port_file),
+                             "--text", text])
+    deadline = time.monotonic() + 20
+    while not port_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit("the benchmark server did not start")
+        time.sleep(0.02)
+    return proc, int(port_file.read_text())
 
 
 def main() -> int:

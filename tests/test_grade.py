@@ -18,6 +18,7 @@ from runner.core.questions import RubricItem
 from runner.tasks.grading import GRADER_TEMPLATE, grader_prompt, parse_verdict, render_conversation
 from tests.conftest import write_jsonl
 from tests.fake_servers import FakeServer, RecordedRequest, Reply
+from tests.kill_resume import kill_then_resume
 
 KEY = "sk-test-grade-0123456789"
 
@@ -245,36 +246,17 @@ def test_a_local_judge_grades_in_batches_and_asks_again_for_a_bad_reply(tmp_path
 
 
 def test_grade_killed_then_resumed_asks_only_what_was_not_saved(tmp_path: Path) -> None:
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from tests.conftest import REPO
-
     rows = [{"question": f"Question number {i}?", "rubrics": RUBRIC} for i in range(40)]
     path = write_jsonl(tmp_path / "open.jsonl", rows)
     out = answer_first(tmp_path, path)
     folder = out / "open" / "_grades" / "judge-1" / "oncology-researcher" / "echo"
     with FakeServer(text='{"explanation": "ok", "criteria_met": true}', delay=0.05) as srv:
-        env = {**os.environ, "NO_PROGRESS": "1", "PYTHONPATH": str(REPO), "OPENAI_API_KEY": KEY,
-               "OPENAI_BASE_URL": srv.openai_base_url}
-        command = [sys.executable, str(REPO / "medical_model_runner.py"), "grade", "-j", "openai:judge-1", "-o",
-                   str(out), "--concurrency", "2"]
-        proc = subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(list(folder.glob("*.json"))) < 5:
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-        saved = {p.name: json.loads(p.read_text()) for p in folder.glob("*.json")}  # none torn
-        assert 5 <= len(saved) < 40
-        before = srv.count
-        done = subprocess.run(command, env=env, text=True, capture_output=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        assert f"{len(saved)} grade(s) already saved, skipped" in done.stderr
-        assert srv.count - before == 4 * (40 - len(saved))  # nothing graded twice
+        saved, done, asked = kill_then_resume(["grade", "-j", "openai:judge-1", "-o", str(out), "--concurrency", "2"],
+                                              srv, folder, KEY)
+    assert 5 <= len(saved) < 40
+    assert done.returncode == 0, done.stderr
+    assert f"{len(saved)} grade(s) already saved, skipped" in done.stderr
+    assert asked == 4 * (40 - len(saved))  # nothing graded twice
     assert len(list(folder.glob("*.json"))) == 40
     for name, record in saved.items():
         assert json.loads((folder / name).read_text())["run_id"] == record["run_id"]

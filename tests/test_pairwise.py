@@ -21,6 +21,7 @@ from runner.core.personas import resolve_persona
 from runner.tasks.pairwise import PAIR_SYSTEM, PAIR_TEMPLATE, parse_pair_verdict
 from tests.conftest import write_jsonl
 from tests.fake_servers import FakeServer, RecordedRequest, Reply
+from tests.kill_resume import kill_then_resume
 
 KEY = "sk-test-pairwise-0123456789"
 JUDGE = "openai:judge-1"
@@ -288,37 +289,18 @@ def test_a_local_judge_compares_in_batches_and_asks_again_for_a_reply_without_ve
 
 
 def test_pairwise_killed_then_resumed_asks_only_what_was_not_saved(tmp_path: Path) -> None:
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from tests.conftest import REPO
-
     path = write_jsonl(tmp_path / "open.jsonl", [{"question": f"Question number {i}?"} for i in range(40)])
     out = tmp_path / "out"
     assert main(["run", "-q", str(path), "-m", "fake:echo", "-p", "general-physician,patient-educator", "-o",
                  str(out), "--no-progress"]) == 0
     folder = out / "open" / "_pairwise" / "judge-1" / "general-physician+vs+patient-educator" / "echo"
     with FakeServer(text="[[A]]", delay=0.05) as srv:
-        env = {**os.environ, "NO_PROGRESS": "1", "PYTHONPATH": str(REPO), "OPENAI_API_KEY": KEY,
-               "OPENAI_BASE_URL": srv.openai_base_url}
-        command = [sys.executable, str(REPO / "medical_model_runner.py"), "grade", "--pairwise", "-j", JUDGE, "-o",
-                   str(out), "--concurrency", "2"]
-        proc = subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(list(folder.glob("*.json"))) < 5:
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-        saved = {p.name: json.loads(p.read_text()) for p in folder.glob("*.json")}  # none torn
-        assert 5 <= len(saved) < 40
-        before = srv.count
-        done = subprocess.run(command, env=env, text=True, capture_output=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        assert f"{len(saved)} comparison(s) already saved, skipped" in done.stderr
-        assert srv.count - before == 2 * (40 - len(saved))  # nothing compared twice
+        saved, done, asked = kill_then_resume(["grade", "--pairwise", "-j", JUDGE, "-o", str(out), "--concurrency",
+                                               "2"], srv, folder, KEY)
+    assert 5 <= len(saved) < 40
+    assert done.returncode == 0, done.stderr
+    assert f"{len(saved)} comparison(s) already saved, skipped" in done.stderr
+    assert asked == 2 * (40 - len(saved))  # nothing compared twice
     assert len(list(folder.glob("*.json"))) == 40
     for name, record in saved.items():
         assert json.loads((folder / name).read_text())["run_id"] == record["run_id"]

@@ -14,22 +14,18 @@ asks only for the others.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import time
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from runner.core.personas import Persona
 from runner.core.questions import Question, RubricItem
-from runner.engine.kinds import Kind, Saved, Unit, Work
+from runner.engine.judging import JudgeRequest, Judging
+from runner.engine.kinds import Saved, Unit, Work
 from runner.engine.recording import model_options
-from runner.engine.retrying import answer
-from runner.engine.variants import CHANGED, FAILED, MISSING, SAME
-from runner.providers.base import Request, Result
+from runner.providers.base import Result
 from runner.tasks.grading import (
     GRADER_SYSTEM,
     REFERENCE_CRITERIA,
@@ -49,7 +45,6 @@ if TYPE_CHECKING:
     from runner.core.records import Record
     from runner.core.settings import GenerationSettings
     from runner.core.store import SetStore
-    from runner.providers.base import Generator, OnResult
     from runner.providers.catalog import ModelSpec
 
 GRADE_VERSION = 1
@@ -71,61 +66,23 @@ class Target:
     scheme: str = "rubric"
 
 
-@dataclass(frozen=True)
-class GradeRequest:
-    """The judge calls still to make for one answer (item index, prompt) and the verdicts already saved."""
-
-    key: str
-    prompts: list[tuple[int, str]]
-    done: dict[int, dict[str, Any]]
-    settings: GenerationSettings
-    scheme: str = "rubric"
-    system: str = GRADER_SYSTEM
-
-
 @dataclass
 class _Tally:
     """What the calls for one answer found, item by item."""
 
     items: dict[int, dict[str, Any]] = field(default_factory=dict)
-    scheme: str = "rubric"
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
-class Grade(Kind):
+class Grade(Judging):
     """A judge's grades of saved answers, one rubric item per call."""
 
     name: ClassVar[str] = "grade"
-    requires: ClassVar[str] = "generate"
-    composite: ClassVar[bool] = True
-
-    def __init__(self, targets: Sequence[Target], attempts: int = 3) -> None:
-        if attempts < 1:
-            raise ValueError("attempts must be at least 1")
-        self.targets = list(targets)
-        self.attempts = attempts
-
-    def personas(self, personas: Sequence[Persona]) -> list[Persona]:
-        """The personas the graded answers were made under."""
-        return list({t.persona.name: t.persona for t in self.targets}.values())
-
-    def units(self, questions: Sequence[Question], personas: Sequence[Persona]) -> list[Unit]:
-        """One unit per answer to grade, in the answer's persona and model folder."""
-        return [Unit(t.persona, t.question, t.folder, t) for t in self.targets]
 
     def space(self, space: SetStore, folder: str) -> SetStore:
         """Grades go under the judge's folder in the set's ``_grades``."""
         return space.grades(folder)
-
-    def state(self, record: dict[str, Any] | None, key: str, question: Question) -> str:
-        """Same key and no ungradable item: kept; a failed grade is asked again; anything else is graded anew."""
-        if not record:
-            return MISSING
-        if record.get("error"):
-            return FAILED
-        return SAME if record.get("key") == key else CHANGED
 
     def unit_key(self, unit: Unit, spec: ModelSpec, settings: GenerationSettings) -> str:
         """The judge and its settings, the template, the answer (key and text), the conversation and the rubric."""
@@ -138,12 +95,7 @@ class Grade(Kind):
             parts.update(scheme=target.scheme, reference=target.question.reference)
         return _sha(json.dumps(parts, sort_keys=True, ensure_ascii=False))
 
-    def differences(self, record: dict[str, Any], persona: Persona, spec: ModelSpec,
-                    settings: GenerationSettings) -> list[str]:
-        """Grades are never variants (a changed grade key is graded anew)."""
-        return []
-
-    def request(self, work: Work, settings: GenerationSettings) -> GradeRequest:
+    def request(self, work: Work, settings: GenerationSettings) -> JudgeRequest:
         """A prompt for each rubric item not already graded under this key."""
         target: Target = work.target
         done: dict[int, dict[str, Any]] = {}
@@ -157,81 +109,24 @@ class Grade(Kind):
             asked = turns[0].content if len(turns) == 1 else "\n\n".join(f"{m.role}: {m.content}" for m in turns)
             prompts = [] if done else [(0, reference_prompt(asked, target.record.text or "",
                                                             target.question.reference or ""))]
-            return GradeRequest(work.key, prompts, done, settings, "reference", "")
+            return JudgeRequest(work.key, prompts, done, settings, "", "reference")
         conversation = render_conversation(conversation_of(target.question), target.record.text or "")
         prompts = [(i, grader_prompt(conversation, item.criterion if target.scheme == "meta" else item))
                    for i, item in enumerate(target.rubric) if i not in done]
-        return GradeRequest(work.key, prompts, done, settings)
+        return JudgeRequest(work.key, prompts, done, settings, GRADER_SYSTEM, target.scheme)
 
-    def concurrent(self, provider: Generator) -> Callable[[Any], Awaitable[Result]]:
-        """Every item of one answer asked at once, at most ``concurrency`` judge calls in flight over all answers."""
-        slots = asyncio.Semaphore(provider.settings.concurrency)
+    def tally(self, request: JudgeRequest) -> _Tally:
+        """The verdicts of one answer's items, starting from those already saved."""
+        return _Tally(items=dict(request.done))
 
-        async def grade(request: GradeRequest) -> Result:
-            start = time.perf_counter()
-            tally = _Tally(items=dict(request.done), scheme=request.scheme)
-
-            async def one(index: int, prompt: str) -> None:
-                call = Request(request.key, request.system, prompt, request.settings)
-                for attempt in range(1, self.attempts + 1):
-                    async with slots:
-                        result = await answer(provider, provider.agenerate, call, request.settings)
-                    if self._take(tally, index, result, attempt):
-                        return
-
-            await asyncio.gather(*(one(i, p) for i, p in request.prompts))
-            return self._result(request, tally, time.perf_counter() - start)
-
-        return grade
-
-    def batched(self, provider: Generator) -> Callable[[Sequence[Any], OnResult], list[Result]]:
-        """Every item of every answer in the local judge's batches; an answer is delivered once all its items are."""
-
-        def grade(requests: Sequence[GradeRequest], on_result: OnResult) -> list[Result]:
-            start = time.perf_counter()
-            tallies = [_Tally(items=dict(r.done), scheme=r.scheme) for r in requests]
-            left = [len(r.prompts) for r in requests]
-            results: list[Result | None] = [None] * len(requests)
-
-            def finish(r: int) -> None:
-                results[r] = self._result(requests[r], tallies[r], time.perf_counter() - start)
-                on_result(r, results[r])
-
-            for r, request in enumerate(requests):
-                if not request.prompts:
-                    finish(r)
-            todo = [(r, i, p) for r, request in enumerate(requests) for i, p in request.prompts]
-            for attempt in range(1, self.attempts + 1):
-                if not todo:
-                    break
-                again: list[tuple[int, int, str]] = []
-
-                def on_item(j: int, result: Result, todo: list[tuple[int, int, str]] = todo,
-                            again: list[tuple[int, int, str]] = again, attempt: int = attempt) -> None:
-                    r, index, _ = todo[j]
-                    if self._take(tallies[r], index, result, attempt):
-                        left[r] -= 1
-                        if left[r] == 0:
-                            finish(r)
-                    else:
-                        again.append(todo[j])
-
-                calls = [Request(requests[r].key, requests[r].system, p, requests[r].settings) for r, _, p in todo]
-                provider.generate(calls, on_item)
-                todo = again
-            return [r if r is not None else Result(error="not graded") for r in results]
-
-        return grade
-
-    def _take(self, tally: _Tally, index: int, result: Result, attempt: int) -> bool:
+    def take(self, tally: _Tally, index: int, result: Result, attempt: int, scheme: str) -> bool:
         """Count one judge reply for item ``index``; True when the item is settled (graded, or given up on)."""
         tally.prompt_tokens += result.prompt_tokens or 0
         tally.completion_tokens += result.completion_tokens or 0
         if result.error:
             tally.items[index] = {"met": None, "attempts": attempt, "problem": result.error}
-            tally.errors.append(result.error)
             return True
-        if tally.scheme == "reference":
+        if scheme == "reference":
             scores, problem = parse_reference_scores(result.text)
             if scores is not None:
                 tally.items[index] = {"met": True, "scores": scores, "attempts": attempt}
@@ -248,7 +143,7 @@ class Grade(Kind):
             return True
         return False
 
-    def _result(self, request: GradeRequest, tally: _Tally, seconds: float) -> Result:
+    def outcome(self, request: JudgeRequest, tally: _Tally, seconds: float) -> Result:
         """One answer's outcome: ok when every item was graded, else an error naming what was not."""
         bad = sorted(i for i, item in tally.items.items() if item.get("met") is None)
         error = None

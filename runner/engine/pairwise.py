@@ -23,22 +23,19 @@ verdict: the next run asks only for the missing one.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from runner.core.personas import Persona
 from runner.core.questions import Question
-from runner.engine.kinds import Kind, Saved, Unit, Work
+from runner.engine.judging import JudgeRequest, Judging
+from runner.engine.kinds import Saved, Unit, Work
 from runner.engine.recording import model_options
-from runner.engine.retrying import answer
-from runner.engine.variants import CHANGED, FAILED, MISSING, SAME
-from runner.providers.base import Request, Result
+from runner.providers.base import Result
 from runner.tasks.pairwise import (
     EXPLANATION_START,
     PAIR_NAME,
@@ -55,7 +52,6 @@ if TYPE_CHECKING:
     from runner.core.records import Record
     from runner.core.settings import GenerationSettings
     from runner.core.store import SetStore
-    from runner.providers.base import Generator, OnResult
     from runner.providers.catalog import ModelSpec
 
 PAIRWISE_VERSION = 1
@@ -89,16 +85,6 @@ class PairTarget:
     folder: str
 
 
-@dataclass(frozen=True)
-class PairRequest:
-    """The judge calls still to make for one pair (game index, prompt) and the games already saved."""
-
-    key: str
-    prompts: list[tuple[int, str]]
-    done: dict[int, dict[str, Any]]
-    settings: GenerationSettings
-
-
 @dataclass
 class _Tally:
     """What the calls for one pair found, game by game."""
@@ -108,38 +94,14 @@ class _Tally:
     completion_tokens: int = 0
 
 
-class Pairwise(Kind):
+class Pairwise(Judging):
     """A judge's comparisons of pairs of saved answers, both orders of each."""
 
     name: ClassVar[str] = "pairwise"
-    requires: ClassVar[str] = "generate"
-    composite: ClassVar[bool] = True
-
-    def __init__(self, targets: Sequence[PairTarget], attempts: int = 3) -> None:
-        if attempts < 1:
-            raise ValueError("attempts must be at least 1")
-        self.targets = list(targets)
-        self.attempts = attempts
-
-    def personas(self, personas: Sequence[Persona]) -> list[Persona]:
-        """The persona folders the comparisons go under (a persona, or a pair of personas)."""
-        return list({t.persona.name: t.persona for t in self.targets}.values())
-
-    def units(self, questions: Sequence[Question], personas: Sequence[Persona]) -> list[Unit]:
-        """One unit per pair of answers to compare."""
-        return [Unit(t.persona, t.question, t.folder, t) for t in self.targets]
 
     def space(self, space: SetStore, folder: str) -> SetStore:
         """Comparisons go under the judge's folder in the set's ``_pairwise``."""
         return space.pairwise(folder)
-
-    def state(self, record: dict[str, Any] | None, key: str, question: Question) -> str:
-        """Same key and both orders judged: kept; a failed comparison is asked again; anything else anew."""
-        if not record:
-            return MISSING
-        if record.get("error"):
-            return FAILED
-        return SAME if record.get("key") == key else CHANGED
 
     def unit_key(self, unit: Unit, spec: ModelSpec, settings: GenerationSettings) -> str:
         """The judge and its settings, the template and verdict rule, the question and both answers."""
@@ -150,12 +112,7 @@ class Pairwise(Kind):
                  "a": [target.a.key, _sha(target.a.text or "")], "b": [target.b.key, _sha(target.b.text or "")]}
         return _sha(json.dumps(parts, sort_keys=True, ensure_ascii=False))
 
-    def differences(self, record: dict[str, Any], persona: Persona, spec: ModelSpec,
-                    settings: GenerationSettings) -> list[str]:
-        """Comparisons are never variants (a changed key is compared anew)."""
-        return []
-
-    def request(self, work: Work, settings: GenerationSettings) -> PairRequest:
+    def request(self, work: Work, settings: GenerationSettings) -> JudgeRequest:
         """A prompt for each order not already judged under this key."""
         target: PairTarget = work.target
         done: dict[int, dict[str, Any]] = {}
@@ -167,69 +124,13 @@ class Pairwise(Kind):
         question = question_text(target.question)
         a, b = target.a.text or "", target.b.text or ""
         prompts = [(0, pair_prompt(question, a, b)), (1, pair_prompt(question, b, a))]
-        return PairRequest(work.key, [(i, p) for i, p in prompts if i not in done], done, settings)
+        return JudgeRequest(work.key, [(i, p) for i, p in prompts if i not in done], done, settings, PAIR_SYSTEM)
 
-    def concurrent(self, provider: Generator) -> Callable[[Any], Awaitable[Result]]:
-        """Both orders of one pair asked at once, at most ``concurrency`` judge calls in flight over all pairs."""
-        slots = asyncio.Semaphore(provider.settings.concurrency)
+    def tally(self, request: JudgeRequest) -> _Tally:
+        """The verdicts of one pair's orders, starting from those already saved."""
+        return _Tally(games=dict(request.done))
 
-        async def compare(request: PairRequest) -> Result:
-            start = time.perf_counter()
-            tally = _Tally(games=dict(request.done))
-
-            async def one(index: int, prompt: str) -> None:
-                call = Request(request.key, PAIR_SYSTEM, prompt, request.settings)
-                for attempt in range(1, self.attempts + 1):
-                    async with slots:
-                        result = await answer(provider, provider.agenerate, call, request.settings)
-                    if self._take(tally, index, result, attempt):
-                        return
-
-            await asyncio.gather(*(one(i, p) for i, p in request.prompts))
-            return self._result(tally, time.perf_counter() - start)
-
-        return compare
-
-    def batched(self, provider: Generator) -> Callable[[Sequence[Any], OnResult], list[Result]]:
-        """Both orders of every pair in the local judge's batches; a pair is delivered once both are judged."""
-
-        def compare(requests: Sequence[PairRequest], on_result: OnResult) -> list[Result]:
-            start = time.perf_counter()
-            tallies = [_Tally(games=dict(r.done)) for r in requests]
-            left = [len(r.prompts) for r in requests]
-            results: list[Result | None] = [None] * len(requests)
-
-            def finish(r: int) -> None:
-                results[r] = self._result(tallies[r], time.perf_counter() - start)
-                on_result(r, results[r])
-
-            for r, request in enumerate(requests):
-                if not request.prompts:
-                    finish(r)
-            todo = [(r, i, p) for r, request in enumerate(requests) for i, p in request.prompts]
-            for attempt in range(1, self.attempts + 1):
-                if not todo:
-                    break
-                again: list[tuple[int, int, str]] = []
-
-                def on_game(j: int, result: Result, todo: list[tuple[int, int, str]] = todo,
-                            again: list[tuple[int, int, str]] = again, attempt: int = attempt) -> None:
-                    r, index, _ = todo[j]
-                    if self._take(tallies[r], index, result, attempt):
-                        left[r] -= 1
-                        if left[r] == 0:
-                            finish(r)
-                    else:
-                        again.append(todo[j])
-
-                calls = [Request(requests[r].key, PAIR_SYSTEM, p, requests[r].settings) for r, _, p in todo]
-                provider.generate(calls, on_game)
-                todo = again
-            return [r if r is not None else Result(error="not compared") for r in results]
-
-        return compare
-
-    def _take(self, tally: _Tally, index: int, result: Result, attempt: int) -> bool:
+    def take(self, tally: _Tally, index: int, result: Result, attempt: int, scheme: str) -> bool:
         """Count one judge reply for game ``index``; True when the game is settled (judged, or given up on)."""
         tally.prompt_tokens += result.prompt_tokens or 0
         tally.completion_tokens += result.completion_tokens or 0
@@ -249,7 +150,7 @@ class Pairwise(Kind):
         game.update(verdict=None, problem=verdict.problem, reply=(result.text or "")[:EXPLANATION_START])
         return attempt >= self.attempts
 
-    def _result(self, tally: _Tally, seconds: float) -> Result:
+    def outcome(self, request: JudgeRequest, tally: _Tally, seconds: float) -> Result:
         """One pair's outcome: ok when both orders were judged, else an error naming the one that was not."""
         bad = [i for i in range(len(GAMES)) if (tally.games.get(i) or {}).get("verdict") is None]
         error = None

@@ -410,3 +410,33 @@ def test_meta_evaluation_file_errors_name_the_line(tmp_path: Path, judge: FakeSe
                                 "binary_labels": ["yes"]}) + "\n")
     assert main(["grade", "--meta-eval", str(path), "-j", "openai:judge-1", "-o", str(tmp_path / "o")]) == 2
     assert f"{path}:1: 'binary_labels' must be a non-empty list of true/false" in capsys.readouterr().err
+
+
+def test_paired_comparison_of_two_models_grades(tmp_path: Path, judge: FakeServer) -> None:
+    import itertools
+
+    # The answering models and the judge share the server: alpha's answers meet both positive items, beta's only
+    # the first, so per answer alpha scores 1.0 and beta 5/8.
+    def respond(r: RecordedRequest) -> Reply:
+        if r.body["model"] in ("alpha", "beta"):
+            return Reply.ok(f"{r.body['model'].upper()}-ANSWER")
+        answer = "ALPHA-ANSWER" in r.body["messages"][1]["content"]
+        item = rubric_item(r)
+        return verdict(item == "Advises urgent care for chest pain" or (answer and item == "Mentions aspirin"))
+
+    judge.responder = respond
+    out = tmp_path / "out"
+    assert main(["run", "-q", str(questions(tmp_path)), "-m", "openai:alpha,openai:beta", "-o", str(out),
+                 "--no-progress"]) == 0
+    assert main(["grade", "-j", "openai:judge-1", "-o", str(out), "--no-progress", "--compare",
+                 "openai:alpha,openai:beta"]) == 0
+    (c,) = json.loads((out / "grades.json").read_text())["comparisons"]
+    assert (c["a"], c["b"], c["n"]) == ("openai:alpha", "openai:beta", 2)
+    assert c["difference"] == pytest.approx(1.0 - 5 / 8)
+    # The sign-flip test, exact for 2 questions, computed here by enumerating the flips.
+    diffs = [3 / 8, 3 / 8]
+    flips = [abs(sum(s * d for s, d in zip(signs, diffs, strict=True)) / 2) >= 3 / 8 - 1e-12
+             for signs in itertools.product((1, -1), repeat=2)]
+    assert c["p"] == pytest.approx(sum(flips) / len(flips))
+    assert "## Paired comparisons" in (out / "grades.md").read_text()
+    assert main(["grade", "-j", "openai:judge-1", "-o", str(out), "--no-progress", "--compare", "alpha,nobody"]) == 2

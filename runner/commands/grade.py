@@ -49,6 +49,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="check the judge against physicians instead: HealthBench's meta-evaluation JSONL "
                              "(completions with physicians' binary_labels per rubric criterion); reports the judge's "
                              "balanced F1 beside the physicians' own, overall and per category")
+    parser.add_argument("--compare", action="append", metavar="A,B",
+                        help="paired comparison of two models' rubric scores on the questions both were graded on "
+                             "(mean difference, paired bootstrap interval, sign-flip test, Holm-adjusted); 'all' "
+                             "compares every pair; may be repeated")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                         help="bootstrap resamples for the standard deviation of each mean (default 1,000, as "
                              "HealthBench; seed fixed)")
@@ -79,7 +83,7 @@ def execute(args: argparse.Namespace) -> int:
     """Answer what is missing (when asked), grade, aggregate and write the outputs; returns the exit status."""
     from runner.core.store import SetRef, Store
     from runner.views.answers import choose_set, select_records
-    from runner.views.grades import collect, current_grades, render_markdown, write_outputs
+    from runner.views.grades import collect, compare_grades, current_grades, render_markdown, write_outputs
 
     config = config_of(args)
     output_dir = Path(args.output_dir or config.output_dir)
@@ -133,11 +137,29 @@ def execute(args: argparse.Namespace) -> int:
     wanted = {j.label for j in judges}
     grades = [g for g in grades if (g.model_extra or {}).get("judge_label") in wanted]
     result = collect(grades, resamples=args.bootstrap)
+    if args.compare:
+        result.comparisons = compare_grades(grades, _pairs(args.compare))
+        if not result.comparisons:
+            raise UsageError(f"--compare {' '.join(args.compare)}: no two models have rubric scores from the same "
+                             "judge under the same persona on the same questions; see the rows of the table")
     paths = write_outputs(result, set_name, output_dir)
     print(render_markdown(result, set_name), end="")
     print(f"Grades: {paths['json']}; table: {paths['markdown']}"
           + (f"; chart: {paths['chart']}" if paths["chart"] else ""))
     return status
+
+
+def _pairs(values: list[str]) -> list[tuple[str, str]] | None:
+    """``--compare`` values as (A, B) pairs; None for ``all`` (every pair)."""
+    pairs = []
+    for value in values:
+        if value.strip() == "all":
+            return None
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        if len(names) != 2:
+            raise UsageError(f"--compare {value!r}: give two models, A,B (or all)")
+        pairs.append((names[0], names[1]))
+    return pairs
 
 
 def _judge_spec(name: str, config: Any) -> Any:

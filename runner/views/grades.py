@@ -77,6 +77,7 @@ class Grades:
     judges: list[str]
     agreement: dict[str, Any] | None = None
     resamples: int = 1000
+    comparisons: list[GradeComparison] = field(default_factory=list)
 
 
 def answer_place(record: Record) -> tuple[str, str, int]:
@@ -249,7 +250,8 @@ def to_json(grades: Grades, set_name: str) -> dict[str, Any]:
     """``grades.json``."""
     return {"version": 1, "generated": datetime.now(UTC).isoformat(timespec="seconds"), "set": set_name,
             "judges": grades.judges, "bootstrap_resamples": grades.resamples,
-            "rows": [r.to_json() for r in grades.rows], "agreement": grades.agreement}
+            "rows": [r.to_json() for r in grades.rows], "agreement": grades.agreement,
+            "comparisons": [c.to_json() for c in grades.comparisons]}
 
 
 def render_markdown(grades: Grades, set_name: str) -> str:
@@ -271,6 +273,7 @@ def render_markdown(grades: Grades, set_name: str) -> str:
                   f"their mean; ± the standard deviation of {grades.resamples:,} bootstrap means.", ""]
         lines += _score_table(reference, "score (1-5)")
         lines += _breakdown(reference, "Criteria", "tags")
+    lines += comparisons_markdown(grades.comparisons)
     bad = [r for r in grades.rows if r.ungradable]
     if bad:
         lines += ["", "## Ungradable answers", "",
@@ -438,3 +441,95 @@ def render_meta_markdown(result: dict[str, Any], judge: str, source: str) -> str
         lines += ["", f"{len(result['ungradable'])} item(s) the judge could not grade are left out; grade again to "
                   "ask for those only."]
     return "\n".join(lines) + "\n"
+
+
+@dataclass
+class GradeComparison:
+    """Two models' rubric scores from one judge under one persona, on the answers both had graded."""
+
+    judge: str
+    persona: str
+    a: str
+    b: str
+    n: int
+    mean_a: float
+    mean_b: float
+    interval: Any  # stats.Interval of mean(a) - mean(b), or None
+    p: float
+    p_adjusted: float | None = None
+
+    @property
+    def difference(self) -> float:
+        """mean(a) - mean(b) over the shared answers."""
+        return self.mean_a - self.mean_b
+
+    def to_json(self) -> dict[str, Any]:
+        """The comparison as JSON."""
+        return {"judge": self.judge, "persona": self.persona, "a": self.a, "b": self.b, "n": self.n,
+                "mean_a": _round(self.mean_a), "mean_b": _round(self.mean_b), "difference": _round(self.difference),
+                "ci95": [_round(x) for x in self.interval.to_json()] if self.interval else None,
+                "p": _round(self.p, 6), "p_holm": _round(self.p_adjusted, 6)}
+
+
+def compare_grades(grades: Sequence[Record], pairs: Sequence[tuple[str, str]] | None, resamples: int = 10_000,
+                   seed: int = SEED) -> list[GradeComparison]:
+    """Paired comparisons of rubric scores: for each judge and persona, the answers to the same questions graded
+    for both models; the mean difference of the per-answer scores (not clipped: the paired quantity) with its
+    paired bootstrap 95% interval and the sign-flip permutation test (``stats.paired_interval``,
+    ``stats.sign_flip_p``), Holm-adjusted over all comparisons made. ``pairs`` are (name, name) as the user wrote
+    them (a model's name, alias or slug); None compares every pair."""
+    from itertools import combinations
+
+    from runner.views.answers import resolve_aliases
+    from runner.views.stats import holm, paired_interval, sign_flip_p
+
+    scores: dict[tuple[str, str], dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    names: dict[str, set[str]] = defaultdict(set)
+    for g in grades:
+        score = _extra(g, "score")
+        if _scale(g) != RUBRIC_SCALE or g.error or not isinstance(score, int | float):
+            continue
+        scores[(_judge(g), g.persona or "")][g.label][g.n] = float(score)
+        names[g.label] |= g.names
+    out: list[GradeComparison] = []
+    for (judge, persona), by_model in sorted(scores.items()):
+        if pairs is None:
+            wanted = list(combinations(sorted(by_model), 2))
+        else:
+            wanted = []
+            for a, b in pairs:
+                la = [m for m in sorted(by_model) if names[m] & resolve_aliases(a)]
+                lb = [m for m in sorted(by_model) if names[m] & resolve_aliases(b)]
+                wanted += [(x, y) for x in la for y in lb if x != y]
+        for a, b in wanted:
+            shared = sorted(set(by_model[a]) & set(by_model[b]))
+            if not shared:
+                continue
+            xs, ys = [by_model[a][n] for n in shared], [by_model[b][n] for n in shared]
+            out.append(GradeComparison(judge, persona, a, b, len(shared), sum(xs) / len(xs), sum(ys) / len(ys),
+                                       paired_interval(xs, ys, resamples, seed) if resamples else None,
+                                       sign_flip_p([x - y for x, y in zip(xs, ys, strict=True)], resamples or 10_000,
+                                                   seed)))
+    for c, adjusted in zip(out, holm([c.p for c in out]), strict=True):
+        c.p_adjusted = adjusted
+    return out
+
+
+def comparisons_markdown(comparisons: Sequence[GradeComparison]) -> list[str]:
+    """The ``grades.md`` section of paired comparisons."""
+    from runner.views.stats import format_p
+
+    if not comparisons:
+        return []
+    lines = ["", "## Paired comparisons", "",
+             "On the questions both models' answers were graded by the same judge under the same persona: the mean "
+             "difference of the per-answer rubric scores (A − B), its paired bootstrap 95% interval, and the two-sided "
+             "sign-flip permutation test (exact up to 16 questions); p-values Holm-adjusted over the comparisons.", "",
+             "| judge | persona | A | B | n | A | B | A − B | 95% interval | p | p (Holm) |",
+             "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+    for c in comparisons:
+        interval = f"{c.interval.low:+.3f} to {c.interval.high:+.3f}" if c.interval else "–"
+        lines.append(f"| {_md(c.judge)} | {_md(c.persona)} | {_md(c.a)} | {_md(c.b)} | {c.n} | {c.mean_a:.3f} | "
+                     f"{c.mean_b:.3f} | {c.difference:+.3f} | {interval} | {format_p(c.p)} | "
+                     f"{format_p(c.p_adjusted) if c.p_adjusted is not None else '–'} |")
+    return lines

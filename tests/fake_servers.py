@@ -67,13 +67,22 @@ class Reply:
     reason: str = "SAFETY"  # kind "safety": Gemini's finishReason (or the prompt's blockReason)
     prompt_blocked: bool = False  # kind "safety": Gemini blocks the prompt (no candidates, promptFeedback)
     keep: float = 0.5  # kinds "truncated" and "cut-json": the share of the answer's bytes sent
+    # A reasoning model's trace: OpenAI's message.<reasoning_field> (vLLM's reasoning parsers), Gemini's thought part.
+    reasoning: str | None = None
+    reasoning_field: str = "reasoning_content"
+    # OpenAI's usage.completion_tokens_details.reasoning_tokens, Gemini's thoughtsTokenCount (None: 0 and 3).
+    reasoning_tokens: int | None = None
 
     @classmethod
     def ok(cls, text: str | None = None, delay: float | None = None, finish: str = "stop",
-           model: str | None = None) -> Reply:
+           model: str | None = None, reasoning: str | None = None, reasoning_tokens: int | None = None,
+           reasoning_field: str = "reasoning_content") -> Reply:
         """A normal answer (``finish`` is the OpenAI finish_reason; Gemini gets its own spelling), saying it was
-        served by ``model`` (OpenAI's ``model``, Gemini's ``modelVersion``) when given."""
-        return cls(text=text, delay=delay, finish=finish, model=model)
+        served by ``model`` (OpenAI's ``model``, Gemini's ``modelVersion``) when given; with ``reasoning``, a trace
+        apart from the answer (OpenAI's ``message.reasoning_content``, or ``reasoning_field``; Gemini's thought
+        part before the answer's), and ``reasoning_tokens`` the thinking tokens reported."""
+        return cls(text=text, delay=delay, finish=finish, model=model, reasoning=reasoning,
+                   reasoning_tokens=reasoning_tokens, reasoning_field=reasoning_field)
 
     @classmethod
     def empty(cls, finish: str = "stop", refusal: str | None = None, tool_calls: bool = False) -> Reply:
@@ -179,6 +188,16 @@ class RecordedRequest:
         if match:
             return match.group("model")
         return self.body.get("model") if isinstance(self.body, dict) else None
+
+    @property
+    def thinking_config(self) -> dict[str, Any] | None:
+        """A Gemini request's ``generationConfig.thinkingConfig`` with snake_case keys (google-genai sends them as
+        the ThinkingConfig's field names, which Gemini's JSON accepts like the camelCase ones); None when absent."""
+        config = (self.body.get("generationConfig") or {}) if isinstance(self.body, dict) else {}
+        thinking = config.get("thinkingConfig")
+        if not isinstance(thinking, dict):
+            return None
+        return {re.sub(r"(?<=[a-z])([A-Z])", r"_\1", k).lower(): v for k, v in thinking.items()}
 
 
 class FakeServer:
@@ -425,6 +444,8 @@ def _openai_answer(record: RecordedRequest, text: str, reply: Reply) -> dict[str
     body = record.body if isinstance(record.body, dict) else {}
     prompt, completion = _words(body.get("messages")), len(text.split())
     message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+    if reply.reasoning is not None:
+        message[reply.reasoning_field] = reply.reasoning
     finish = reply.finish
     if reply.kind in ("empty", "safety"):
         message["content"], completion = None, 0
@@ -438,16 +459,18 @@ def _openai_answer(record: RecordedRequest, text: str, reply: Reply) -> dict[str
             "model": reply.model or body.get("model", "unknown"), "system_fingerprint": "fp_fake",
             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-                      "completion_tokens_details": {"reasoning_tokens": 0}}}
+                      "completion_tokens_details": {"reasoning_tokens": reply.reasoning_tokens or 0}}}
 
 
 def _gemini_answer(record: RecordedRequest, text: str, reply: Reply) -> dict[str, Any]:
     body = record.body if isinstance(record.body, dict) else {}
     prompt = _words(body.get("contents")) + _words(body.get("systemInstruction"))
-    completion, thoughts = len(text.split()), 3
+    completion, thoughts = len(text.split()), 3 if reply.reasoning_tokens is None else reply.reasoning_tokens
     finish = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY"}.get(reply.finish, "STOP")
-    candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": finish,
-                                 "index": 0}
+    parts: list[dict[str, Any]] = [{"text": text}]
+    if reply.reasoning is not None:  # a thought summary first (include_thoughts); no answer part when cut off
+        parts = [{"text": reply.reasoning, "thought": True}, *([{"text": text}] if text else [])]
+    candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "finishReason": finish, "index": 0}
     if reply.kind in ("empty", "safety"):
         completion = 0
         candidate["content"] = {"role": "model"}  # no parts, as Gemini sends an empty answer

@@ -43,7 +43,10 @@ def test_request_shape_usage_and_record(tmp_path: Path, server: FakeServer, key:
     persona = resolve_persona("cardiologist").text
     assert body["systemInstruction"]["parts"] == [{"text": persona}]  # the persona is not in the user turn
     assert body["contents"] == [{"parts": [{"text": "What is drug number 0?"}], "role": "user"}]
-    assert body["generationConfig"] == {"temperature": 0.0, "maxOutputTokens": 99}
+    # Gemini 2.5 thinks: its thoughts are asked for, to be kept apart from the answer.
+    assert request.thinking_config == {"include_thoughts": True}
+    assert body["generationConfig"] == {"temperature": 0.0, "maxOutputTokens": 99,
+                                        "thinkingConfig": body["generationConfig"]["thinkingConfig"]}
     prompt_words = len(persona.split()) + 5
     # 3 completion words + 3 thinking tokens from the fake server: thinking is billed as output, so counted.
     assert (record["prompt_tokens"], record["completion_tokens"]) == (prompt_words, 6)
@@ -54,8 +57,9 @@ def test_request_shape_usage_and_record(tmp_path: Path, server: FakeServer, key:
 
 def test_sampling_settings_are_sent_when_sampling(tmp_path: Path, server: FakeServer, key: str) -> None:
     run_model(tmp_path, server, temperature=0.8, top_p=0.5, seed=4, frequency_penalty=0.3)
-    assert server.requests[0].body["generationConfig"] == {"temperature": 0.8, "topP": 0.5, "seed": 4,
-                                                          "frequencyPenalty": 0.3, "maxOutputTokens": 512}
+    config = dict(server.requests[0].body["generationConfig"])
+    assert config.pop("thinkingConfig") and server.requests[0].thinking_config == {"include_thoughts": True}
+    assert config == {"temperature": 0.8, "topP": 0.5, "seed": 4, "frequencyPenalty": 0.3, "maxOutputTokens": 512}
 
 
 def test_google_api_key_accepted(tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,7 +127,7 @@ def test_connection_refused_is_retried_and_recorded(tmp_path: Path, key: str) ->
 def test_token_limit_used_up_by_thinking_warns(tmp_path: Path, server: FakeServer, key: str) -> None:
     server.default = Reply.ok(text="", finish="length")
     _, [record] = run_model(tmp_path, server)
-    assert record["finish_reason"] == "max_tokens" and record["text"] == ""
+    assert record["finish_reason"] == "length" and record["text"] == ""  # Gemini's MAX_TOKENS, as others say it
     assert "raise --max-new-tokens" in record["warnings"][0]
 
 

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+from runner.commands.init import SETTING_EXAMPLES
 from runner.core.questions import load_questions
 from runner.core.settings import GenerationSettings, ModelEntry, RunConfig, load_config
 
@@ -60,8 +61,7 @@ def test_every_setting_is_in_the_config_with_its_default(tmp_path: Path, cli) ->
     live.write_text(_uncomment(text), encoding="utf-8")
     config = load_config(live)
     defaults = GenerationSettings()
-    assert config.settings == defaults.model_copy(update={"top_p": 0.95, "seed": 1234, "repetition_penalty": 1.1,
-                                                                  "frequency_penalty": 0.5})
+    assert config.settings == defaults.model_copy(update=SETTING_EXAMPLES)
     assert (config.personas, config.force, config.output_dir) == (["oncology-researcher"], False,
                                                                   str(tmp_path / "outputs"))
     names = [m.name if isinstance(m, ModelEntry) else m for m in config.models]

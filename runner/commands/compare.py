@@ -34,6 +34,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--show-prompt", action="store_true",
                         help="with N: show each answer's prompt as sent (system prompt and user message; for local "
                              "models the whole prompt text, template applied)")
+    parser.add_argument("--show-thinking", action="store_true",
+                        help="with N: show a reasoning model's whole thinking trace under its answer (by default "
+                             "only its first line, folded under the answer)")
     parser.add_argument("--agreement", action="store_true",
                         help="also show how similar the answers are (cosine similarity of their embeddings)")
     parser.add_argument("--encoder", metavar="NAME", default=None,
@@ -53,6 +56,8 @@ def execute(args: argparse.Namespace) -> int:
         raise UsageError("--encoder is used with --agreement")
     if args.show_prompt and args.n is None:
         raise UsageError("--show-prompt is used with a question number: compare N --show-prompt")
+    if args.show_thinking and args.n is None:
+        raise UsageError("--show-thinking is used with a question number: compare N --show-thinking")
     _tolerant_stdout()
     width = args.width or terminal_width()
     color = use_color(sys.stdout) and not args.json
@@ -77,7 +82,8 @@ def execute(args: argparse.Namespace) -> int:
         print(json.dumps(data, ensure_ascii=False, indent=1))
         return 0
     if view is not None:
-        print(render_question(view, width, stacked=args.stacked, color=color, show_prompt=args.show_prompt))
+        print(render_question(view, width, stacked=args.stacked, color=color, show_prompt=args.show_prompt,
+                              show_thinking=args.show_thinking))
         graded = _grades_of(snapshot, question_set, args)
         if graded:
             print(graded + "\n")

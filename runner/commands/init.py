@@ -29,7 +29,8 @@ TOP_LEVEL: dict[str, tuple[Any, str]] = {
 }
 ACTIVE = {"questions"}  # keys written uncommented
 SETTING_EXAMPLES: dict[str, Any] = {"top_p": 0.95, "seed": 1234, "repetition_penalty": 1.1,
-                                   "frequency_penalty": 0.5}  # default unset
+                                   "frequency_penalty": 0.5, "reasoning_effort": "medium", "thinking_budget": 1024,
+                                   "min_thinking": 256}  # default unset
 MODELS_EXAMPLE = """\
 # models = [
 #   "smollm2-135m-instruct",

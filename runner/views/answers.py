@@ -58,6 +58,8 @@ class Answer:
     user_message: str | None = None  # the user turn sent (see ``user_message_rebuilt``)
     user_message_rebuilt: bool = False  # an older record without it: rebuilt from the saved question
     prompt_text: str | None = None  # local models: the whole prompt text the model received
+    reasoning: str | None = None  # a reasoning model's thinking trace (``text`` is only its final answer)
+    reasoning_tokens: int | None = None  # the tokens it spent thinking, when known (OpenAI's trace is hidden)
 
     @property
     def ok(self) -> bool:
@@ -72,6 +74,15 @@ class Answer:
         if self.chosen is None:
             return "unparseable"
         return "right" if self.correct else "wrong"
+
+    @property
+    def thinking_label(self) -> str | None:
+        """``thinking (1,234 tokens)`` for an answer with a trace (``thinking`` when its tokens are not known),
+        ``thinking: 1,234 tokens (trace hidden)`` when only the count is known; None for an answer without thinking."""
+        count = f"{self.reasoning_tokens:,} tokens" if self.reasoning_tokens else None
+        if self.reasoning and self.reasoning.strip():
+            return f"thinking ({count})" if count else "thinking"
+        return f"thinking: {count} (trace hidden)" if count else None
 
     def prompt_parts(self) -> list[tuple[str, str]]:
         """The prompt this answer was given, as (heading, text) pairs: the whole prompt text where the model
@@ -98,10 +109,11 @@ class Answer:
                      completion_tokens=record.completion_tokens, latency_s=record.latency_s,
                      finish_reason=record.finish_reason, run_id=record.run_id, time=record.time,
                      system_prompt=record.persona_text, user_message=record.user_message,
-                     prompt_text=record.prompt_text)
+                     prompt_text=record.prompt_text, reasoning=record.reasoning,
+                     reasoning_tokens=record.reasoning_tokens)
         if answer.user_message is None and record.question:
             answer.user_message, answer.user_message_rebuilt = sent_user_message(record), True
-        if answer.ok and record.options and record.answer:
+        if answer.ok and record.options and record.answer:  # the final answer only: never the trace
             answer.chosen = extract_letter(answer.text, record.options)
             answer.correct = answer.chosen == record.answer
         return answer

@@ -31,6 +31,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("temperature", "float"), ("top_p", "float"), ("max_new_tokens", "int"), ("seed", "int"),
     ("prompt_tokens", "int"), ("completion_tokens", "int"), ("latency_s", "float"), ("cost_usd", "float"),
     ("finish_reason", "string"), ("error", "string"), ("attempts", "int"), ("text", "string"),
+    ("reasoning_tokens", "int"), ("reasoning", "string"),
     ("correct_answer", "string"), ("chosen", "string"), ("correct", "bool"),
     ("chosen_norm", "string"), ("correct_norm", "bool"),
     ("time", "string"), ("run_id", "string"),
@@ -87,6 +88,7 @@ def _row(record: Record, prompts: bool) -> dict[str, Any]:
         "kind": record.kind, "prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens,
         "latency_s": record.latency_s, "finish_reason": record.finish_reason, "error": record.error,
         "attempts": record.attempts, "text": record.text, "time": record.time, "run_id": record.run_id,
+        "reasoning_tokens": record.reasoning_tokens, "reasoning": record.reasoning,
     })
     row.update({name: settings.get(name) for name in SETTINGS})
     if record.multiple_choice and record.ok:

@@ -179,16 +179,17 @@ def format_meta(answer: Answer) -> str:
     return " · ".join(usage_parts(answer)) or "no usage recorded"
 
 
-def _cell(answer: Answer, title: str, subtitle: str, width: int, style: Style, show_prompt: bool = False) -> list[str]:
+def _cell(answer: Answer, title: str, subtitle: str, width: int, style: Style, show_prompt: bool = False,
+          show_thinking: bool = False) -> list[str]:
     """One answer as lines of at most ``width`` cells (styled after measuring); ``show_prompt``: the prompt sent
-    above it."""
-    head, body = _cell_parts(answer, title, subtitle, width, style, show_prompt)
+    above it; ``show_thinking``: the whole thinking trace under it (else its first line)."""
+    head, body = _cell_parts(answer, title, subtitle, width, style, show_prompt, show_thinking)
     return head + body
 
 
 def _cell_parts(answer: Answer, title: str, subtitle: str, width: int, style: Style,
-                show_prompt: bool = False) -> tuple[list[str], list[str]]:
-    """A cell's header (title, details, verdict, ending with its rule) and its body (prompt, answer)."""
+                show_prompt: bool = False, show_thinking: bool = False) -> tuple[list[str], list[str]]:
+    """A cell's header (title, details, verdict, ending with its rule) and its body (prompt, answer, thinking)."""
     lines = [style.bold(pad(clip(sanitize(title, newlines=False), width), width))]
     lines += [style.dim(pad(line, width)) for line in wrap(f"{subtitle} · {format_meta(answer)}", width)]
     verdict = verdict_text(answer)
@@ -206,9 +207,25 @@ def _cell_parts(answer: Answer, title: str, subtitle: str, width: int, style: St
         lines += [style.cyan(pad(line, width)) for line in wrap("answer:", width)]
     if answer.ok:
         lines += [pad(line, width) for line in wrap(answer.text or "(empty answer)", width)]
+        lines += thinking_lines(answer, width, style, show_thinking)
     else:
         lines += [style.red(pad(line, width)) for line in wrap(f"FAILED: {answer.error}", width)]
     return head, lines
+
+
+def thinking_lines(answer: Answer, width: int, style: Style, full: bool = False) -> list[str]:
+    """A reasoning model's thinking, folded under its answer: one dim line ``thinking (N tokens): its first line…``,
+    or with ``full`` a heading and the whole trace; nothing for an answer without thinking."""
+    label = answer.thinking_label
+    if label is None:
+        return []
+    trace = (answer.reasoning or "").strip()
+    if full and trace:
+        return [style.cyan(pad(line, width)) for line in wrap(label + ":", width)] + \
+               [style.dim(pad(line, width)) for line in wrap(trace, width)]
+    said = [line.strip() for line in sanitize(trace).splitlines() if line.strip()]
+    shown = f"{label}: {said[0]}{'…' if len(said) > 1 else ''}" if said else label
+    return [style.dim(pad(clip(sanitize(shown, newlines=False), width), width))]  # clip: … when cut
 
 
 def verdict_text(answer: Answer) -> str:
@@ -246,9 +263,10 @@ def render_question_header(view: QuestionAnswers, width: int, style: Style) -> l
 
 
 def render_question(view: QuestionAnswers, width: int, *, stacked: bool = False, color: bool = False,
-                    show_prompt: bool = False) -> str:
+                    show_prompt: bool = False, show_thinking: bool = False) -> str:
     """Question ``view.n`` and its answers: side by side when they fit in ``width``, else stacked;
-    ``show_prompt``: each answer with the prompt sent (system prompt and user message, or a local model's text)."""
+    ``show_prompt``: each answer with the prompt sent (system prompt and user message, or a local model's text);
+    ``show_thinking``: a reasoning model's whole trace under its answer (else the first line of it)."""
     style = Style(color)
     width = max(20, width)
     lines = render_question_header(view, width, style)
@@ -261,29 +279,29 @@ def render_question(view: QuestionAnswers, width: int, *, stacked: bool = False,
         if view.columns_by == "model" and len(view.personas) > 1 and group:
             lines.append(style.cyan(clip(f"── persona: {sanitize(group[0].persona, newlines=False)} ", width)))
         if stacked or per_row == 1 or len(group) == 1:
-            lines += _stacked(view, group, width, style, show_prompt)
+            lines += _stacked(view, group, width, style, show_prompt, show_thinking)
         else:
-            lines += _side_by_side(view, group, width, min(per_row, len(group)), style, show_prompt)
+            lines += _side_by_side(view, group, width, min(per_row, len(group)), style, show_prompt, show_thinking)
     return "\n".join(lines)
 
 
 def _stacked(view: QuestionAnswers, answers: Sequence[Answer], width: int, style: Style,
-             show_prompt: bool = False) -> list[str]:
+             show_prompt: bool = False, show_thinking: bool = False) -> list[str]:
     lines: list[str] = []
     for answer in answers:
         title, subtitle = _titles(view, answer)
-        lines += [line.rstrip() for line in _cell(answer, title, subtitle, width, style, show_prompt)]
+        lines += [line.rstrip() for line in _cell(answer, title, subtitle, width, style, show_prompt, show_thinking)]
         lines.append("")
     return lines
 
 
 def _side_by_side(view: QuestionAnswers, answers: Sequence[Answer], width: int, columns: int,
-                  style: Style, show_prompt: bool = False) -> list[str]:
+                  style: Style, show_prompt: bool = False, show_thinking: bool = False) -> list[str]:
     col_width = (width - len(GAP) * (columns - 1)) // columns
     gap = style.dim(GAP)
     lines: list[str] = []
     for start in range(0, len(answers), columns):
-        parts_of = [_cell_parts(a, *_titles(view, a), col_width, style, show_prompt)
+        parts_of = [_cell_parts(a, *_titles(view, a), col_width, style, show_prompt, show_thinking)
                     for a in answers[start : start + columns]]
         top = max(len(head) for head, _ in parts_of)  # headers of unequal height: the rules and answers still line up
         cells = [head[:-1] + [" " * col_width] * (top - len(head)) + head[-1:] + body for head, body in parts_of]
@@ -339,14 +357,14 @@ def _fmt(value: float | None) -> str:
 def compare_responses(n: int, source: StoreSource = DEFAULT_OUTPUT_DIR, models: Sequence[str] | None = None,
                       personas: Sequence[str] | None = None, *, question_set: str | None = None,
                       width: int | None = None, stacked: bool = False, file: TextIO | None = None,
-                      show_prompt: bool = False) -> QuestionAnswers:
+                      show_prompt: bool = False, show_thinking: bool = False) -> QuestionAnswers:
     """Print question ``n`` and every model's saved answer side by side (``show_prompt``: with the prompt each was
-    given); return the data shown.
+    given; ``show_thinking``: with a reasoning model's whole trace); return the data shown.
 
     The Python counterpart of ``medical_model_runner.py compare N``; ``source`` is the output folder or a snapshot.
     """
     stream = file or sys.stdout
     view = question_answers(n, source, models, personas, question_set)
     print(render_question(view, width or terminal_width(), stacked=stacked, color=use_color(stream),
-                          show_prompt=show_prompt), file=stream)
+                          show_prompt=show_prompt, show_thinking=show_thinking), file=stream)
     return view

@@ -8,7 +8,18 @@ the engine retries. ``GOOGLE_GEMINI_BASE_URL`` or a ``base_url`` in the config e
 
 A reply with no text fails that answer (so the next run asks again): a stop for safety, recitation or a blocked
 prompt is not retried within the run (asking again at once gives the same), an empty reply is. ``modelVersion``
-is recorded as the served model, with a warning when it is not the model asked for.
+is recorded as the served model, with a warning when it is not the model asked for. Gemini's ``MAX_TOKENS`` is
+saved as ``finish_reason: length``, as every other provider says it.
+
+Thinking: thoughts are asked for (``include_thoughts``) from every model that thinks (Gemini 2.5 and later), and
+the thought parts (``part.thought``) are kept apart as the trace (``Result.reasoning``), never in the answer;
+``usage_metadata.thoughts_token_count`` is ``reasoning_tokens``. An answer cut off while still thinking is kept with
+an empty text, its trace, ``finish_reason: length`` and a warning. ``--thinking-budget`` is ``thinking_budget``;
+``--reasoning-effort`` is the thinking level on Gemini 3 (``low``/``medium``/``high``; Gemini 3 Pro has low and
+high only) and, on Gemini 2.5, which has no levels, the thinking budget Google's OpenAI-compatible endpoint gives each
+effort (1,024 / 8,192 / 24,576 tokens). Giving both, a control to a model that does not think (Gemini 1.x, 2.0) or
+budget forcing (``--min-thinking``, ``--wait``) means the model cannot run, said once when it is loaded
+(``thinking_controls_problem``).
 """
 
 from __future__ import annotations
@@ -20,8 +31,11 @@ import time
 from typing import Any
 
 from runner.core.credentials import get_key
-from runner.core.errors import ProviderError
+from runner.core.errors import ModelUnavailable, ProviderError
+from runner.core.settings import GenerationSettings
 from runner.providers.api.openai import (
+    BUDGET_FORCING_ONLY_LOCAL,
+    CUT_OFF_WHILE_THINKING,
     decode_error,
     parse_retry_after,
     served_model_warning,
@@ -37,6 +51,47 @@ GEMINI_HINT = "is the base URL a Gemini API endpoint?"
 FINAL_STOPS = frozenset({"safety", "prohibited_content", "blocklist", "recitation", "spii", "image_safety",
                          "image_prohibited_content", "image_recitation", "language"})
 NOTABLE = frozenset({"MEDIUM", "HIGH"})
+# gemini-2.5-flash, models/gemini-3-pro-preview, gemini-1.5-pro-002: the family's version.
+GEMINI_VERSION = re.compile(r"^(?:models/)?gemini-(\d+)(?:\.(\d+))?(?:-|$)", re.IGNORECASE)
+# Gemini 2.5 has no thinking level: an effort becomes the budget Google's OpenAI-compatible endpoint maps it to.
+EFFORT_BUDGETS = {"low": 1024, "medium": 8192, "high": 24576}
+# Models whose documented thinking levels are fewer than low, medium and high.
+LEVELS_ONLY = ((re.compile(r"^(?:models/)?gemini-3-pro(?:-|$)", re.IGNORECASE), ("low", "high")),)
+
+
+def thinking_style(model_id: str) -> str:
+    """How a Gemini model takes thinking controls: ``level`` (Gemini 3 and later: ``thinking_level``), ``budget``
+    (Gemini 2.5: ``thinking_budget`` only), ``none`` (Gemini 1.x and 2.0 do not think), or ``unknown`` (another
+    model served by the Gemini API, such as Gemma: controls are sent as given, thoughts not asked for)."""
+    match = GEMINI_VERSION.match(model_id)
+    if not match:
+        return "level" if model_id.lower().removeprefix("models/").startswith("gemini-") else "unknown"
+    major, minor = int(match.group(1)), int(match.group(2) or 0)
+    if major >= 3:
+        return "level"
+    return "budget" if (major, minor) >= (2, 5) else "none"
+
+
+def thinking_controls_problem(model_id: str, settings: GenerationSettings) -> str | None:
+    """Why ``model_id`` cannot take the thinking settings asked for; None when it can."""
+    if settings.min_thinking is not None or settings.wait:
+        return BUDGET_FORCING_ONLY_LOCAL
+    effort, budget = settings.reasoning_effort, settings.thinking_budget
+    if effort is None and budget is None:
+        return None
+    style = thinking_style(model_id)
+    if style == "none":
+        flag = "--reasoning-effort" if effort is not None else "--thinking-budget"
+        return (f"model {model_id} does not think: it has no reasoning effort control or thinking budget (Gemini "
+                f"2.5 and later have); drop {flag} for it")
+    if effort is not None and budget is not None:
+        return ("--reasoning-effort and --thinking-budget both set how much Gemini thinks (its thinking level or "
+                "budget), and Gemini refuses both at once: give one")
+    for pattern, levels in LEVELS_ONLY:
+        if effort is not None and effort not in levels and pattern.match(model_id):
+            return (f"model {model_id} has the thinking levels {' and '.join(levels)} only (Google's documentation): "
+                    f"use --reasoning-effort {' or '.join(levels)}")
+    return None
 
 
 def quota_details(details: Any) -> tuple[bool, float | None]:
@@ -72,6 +127,9 @@ class GeminiGenerator(Generator):
         from google import genai
         from google.genai import types
 
+        problem = thinking_controls_problem(self.spec.model_id, self.settings)
+        if problem:  # before any request: the whole model cannot run with these settings
+            raise ModelUnavailable(problem)
         key = get_key(self.info.key_env_vars, self.spec.label)
         options = types.HttpOptions(timeout=max(1, round(self.settings.timeout_s * 1000)),
                                     base_url=self.spec.base_url or None)
@@ -88,8 +146,26 @@ class GeminiGenerator(Generator):
             sampling = {k: v for k, v in (("top_p", s.top_p), ("seed", s.seed)) if v is not None}
         if s.frequency_penalty is not None:
             sampling["frequency_penalty"] = s.frequency_penalty
+        thinking = self.thinking_config(s)
+        if thinking is not None:
+            sampling["thinking_config"] = thinking
         return types.GenerateContentConfig(system_instruction=system_instruction(request) or None,
                                            temperature=s.temperature, max_output_tokens=s.max_new_tokens, **sampling)
+
+    def thinking_config(self, s: GenerationSettings) -> Any:
+        """The ThinkingConfig: thoughts asked for from models that think, and the thinking level or budget asked
+        for (``load`` has refused what the model cannot take); None for a model that does not think."""
+        from google.genai import types
+
+        style = thinking_style(self.spec.model_id)
+        fields: dict[str, Any] = {"include_thoughts": True} if style in ("level", "budget") else {}
+        if s.thinking_budget is not None:
+            fields["thinking_budget"] = s.thinking_budget
+        elif s.reasoning_effort is not None and style == "budget":
+            fields["thinking_budget"] = EFFORT_BUDGETS[s.reasoning_effort]
+        elif s.reasoning_effort is not None:
+            fields["thinking_level"] = types.ThinkingLevel(s.reasoning_effort.upper())
+        return types.ThinkingConfig(**fields) if fields else None
 
     def contents(self, request: Request) -> Any:
         """The question as the one user turn, or a conversation's user and assistant turns (roles ``user`` and
@@ -123,23 +199,30 @@ class GeminiGenerator(Generator):
             raise ProviderError(f"empty reply: the response has no candidates{body}", retryable=True)
         candidate = candidates[0]
         parts = (candidate.content.parts if candidate.content else None) or []
-        # Thought summaries (part.thought) are not the answer.
+        # Thought summaries (part.thought) are the trace, not the answer.
         text = "".join(p.text for p in parts if getattr(p, "text", None) and not getattr(p, "thought", False))
+        thoughts = "".join(p.text for p in parts if getattr(p, "text", None) and getattr(p, "thought", False))
         finish = _name(candidate.finish_reason)
-        if not text.strip() and finish != "max_tokens":
+        if finish == "max_tokens":
+            finish = "length"  # as every other provider says it (views count such answers as cut off)
+        if not text.strip() and finish != "length":
             if finish in FINAL_STOPS:
                 raise ProviderError(f"Gemini stopped for {_name(candidate.finish_reason, upper=True)}: no text"
                                     f"{_ratings(candidate.safety_ratings)}", retryable=False)
-            raise ProviderError(f"empty reply: no text, finish_reason {finish}", retryable=True)
+            after = f", after {len(thoughts.strip()):,} characters of thoughts" if thoughts.strip() else ""
+            raise ProviderError(f"empty reply: no text, finish_reason {finish}{after}", retryable=True)
         usage = response.usage_metadata
         completion = None
         if usage is not None and (usage.candidates_token_count is not None or usage.thoughts_token_count):
             # Thinking tokens are billed as output: count them as completion tokens (for the cost estimate).
             completion = (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)
-        result = Result(text=text, latency_s=latency, finish_reason=finish,
+        result = Result(text=text, latency_s=latency, finish_reason=finish, reasoning=thoughts.strip() or None,
+                        reasoning_tokens=usage.thoughts_token_count if usage else None,
                         prompt_tokens=usage.prompt_token_count if usage else None, completion_tokens=completion)
-        if not text.strip():  # finish_reason max_tokens: kept, with a warning (the same limit gives the same)
-            # Gemini 2.5 and 3 think first, and the thinking counts towards max_output_tokens.
+        if not text.strip() and (result.reasoning or result.reasoning_tokens):  # finish_reason length
+            # Kept, with a warning (the same limit gives the same): the thinking counts towards max_output_tokens.
+            result.warnings.append(CUT_OFF_WHILE_THINKING.format(limit=self.settings.max_new_tokens))
+        elif not text.strip():  # finish_reason length, no thinking reported
             result.warnings.append("empty answer: the token limit was used up (thinking tokens count towards it); "
                                    "raise --max-new-tokens")
         elif finish in FINAL_STOPS:

@@ -9,6 +9,15 @@ A reply with no text fails that answer (so the next run asks again): an empty on
 refusal or a content-filter stop is not (asking again at once gives the same). The model the server says it served
 is recorded, with a warning when it is not the one asked for (a dated snapshot of it is).
 
+Reasoning models: the answer's ``text`` is only the final answer and ``reasoning`` the trace, taken from
+``message.reasoning_content`` (vLLM's reasoning parsers, DeepSeek; ``message.reasoning`` in newer vLLM) or else from
+the ``<think>``…``</think>`` block in the content (the model's ``think_delimiters`` when set); OpenAI's own reasoning
+models hide the trace and report only its tokens (``usage.completion_tokens_details.reasoning_tokens``). An answer cut
+off while still thinking is kept with an empty text, its trace, ``finish_reason: length`` and a warning.
+``--reasoning-effort`` is sent as ``reasoning_effort`` to OpenAI's reasoning models and to every OpenAI-compatible
+server (vLLM takes it for reasoning models); for OpenAI's other models, ``--thinking-budget``, and budget forcing
+(``--min-thinking``, ``--wait``) the model cannot run, said once when it is loaded (``thinking_controls_problem``).
+
 This module imports the SDK only inside ``load``/``classify``, so the helpers here (``parse_retry_after``,
 ``status_error``, ``body_error``, ``transport_error``, ``served_model_warning``) are cheap to import from the Gemini
 provider too.
@@ -28,8 +37,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from runner.core.credentials import get_key, redact
-from runner.core.errors import ProviderError
+from runner.core.errors import ModelUnavailable, ProviderError
+from runner.core.settings import GenerationSettings
 from runner.providers.base import Generator, LoglikRequest, Request, Result
+from runner.providers.reasoning import DEFAULT_DELIMITERS, split
 
 log = logging.getLogger("runner")
 
@@ -43,6 +54,13 @@ REFUSED_PARAM = re.compile(r"unrecogni[sz]ed|unsupported|not supported|unknown|u
                            r"not allowed|invalid (?:field|param|argument)", re.IGNORECASE)
 MAX_MESSAGE = 400
 OPENAI_HINT = "is the base URL an OpenAI-compatible API ending in /v1?"
+OPENAI_HOST = "api.openai.com"
+# The warning kept with an answer cut off while still thinking (both API providers; ``{limit}``: max_new_tokens).
+CUT_OFF_WHILE_THINKING = ("cut off while still thinking: the token limit ({limit}) was reached before the final "
+                          "answer (the thinking counts towards it); the trace is kept and the answer is empty; raise "
+                          "--max-new-tokens")
+BUDGET_FORCING_ONLY_LOCAL = ("--min-thinking and --wait are budget forcing for local hf: models (the runner writes "
+                             "the trace itself); an API model cannot be made to think longer: drop them for it")
 # What may follow a requested model id in the served one and still name the same model: a dated or numbered
 # snapshot (gpt-4o-2024-08-06, gpt-4-0613, gemini-1.5-flash-002, claude-3-5-sonnet@20240620) or Ollama's :latest.
 SNAPSHOT_SUFFIX = re.compile(r"^(?:(?:-\d+)+|@\d+|:latest)$")
@@ -51,6 +69,31 @@ SNAPSHOT_SUFFIX = re.compile(r"^(?:(?:-\d+)+|@\d+|:latest)$")
 def is_reasoning_model(model_id: str) -> bool:
     """True for o-series and gpt-5 models, which refuse sampling parameters and prefer the developer role."""
     return bool(REASONING_MODEL.match(model_id))
+
+
+def thinking_controls_problem(model_id: str, settings: GenerationSettings, base_url: str | None) -> str | None:
+    """Why ``model_id`` cannot take the thinking settings asked for (None when it can): a thinking budget (no such
+    control at OpenAI or in the chat completions API), budget forcing (local models only), or a reasoning effort for
+    one of OpenAI's own models that does not reason. Any OpenAI-compatible server (a ``base_url`` that is not
+    api.openai.com) is sent ``reasoning_effort`` as asked: vLLM takes it for the reasoning models it serves."""
+    if settings.thinking_budget is not None:
+        return ("--thinking-budget has no OpenAI counterpart (OpenAI and OpenAI-compatible servers take no thinking "
+                "budget); use --reasoning-effort low|medium|high instead")
+    if settings.min_thinking is not None or settings.wait:
+        return BUDGET_FORCING_ONLY_LOCAL
+    if settings.reasoning_effort is not None and is_openai_host(base_url) and not is_reasoning_model(model_id):
+        return (f"model {model_id} has no reasoning effort control (OpenAI's reasoning models, o-series and gpt-5, "
+                "have one); drop --reasoning-effort for it")
+    return None
+
+
+def is_openai_host(base_url: str | None) -> bool:
+    """True for OpenAI's own API: no base URL, or one on api.openai.com."""
+    if not base_url:
+        return True
+    from urllib.parse import urlsplit
+
+    return (urlsplit(base_url).hostname or "").lower() == OPENAI_HOST
 
 
 def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
@@ -220,6 +263,9 @@ class OpenAIGenerator(Generator):
 
         info = self.info  # the declaration: key variables, base-URL variable
         self.base_url = self.spec.base_url or os.environ.get(info.base_url_env, "").strip() or None
+        problem = thinking_controls_problem(self.spec.model_id, self.settings, self.base_url)
+        if problem:  # before any request: the whole model cannot run with these settings
+            raise ModelUnavailable(problem)
         if self.base_url and not any(os.environ.get(v, "").strip() for v in info.key_env_vars):
             key = PLACEHOLDER_KEY
         else:
@@ -252,6 +298,8 @@ class OpenAIGenerator(Generator):
                     params["seed"] = s.seed
             if s.frequency_penalty is not None:
                 params["frequency_penalty"] = s.frequency_penalty
+        if s.reasoning_effort is not None:  # load() refused it for OpenAI's models that do not reason
+            params["reasoning_effort"] = s.reasoning_effort
         return params
 
     async def agenerate(self, request: Request) -> Result:
@@ -341,21 +389,46 @@ class OpenAIGenerator(Generator):
         content = message.get("content")
         text = content if isinstance(content, str) else "" if content is None else str(content)
         finish = choice.get("finish_reason")
-        if not text.strip() and finish != "length":
-            raise _empty_reply(content, finish, message, choice)
+        reasoning, text, unfinished = self._thinking(message, text)
+        if not text.strip() and finish != "length" and not unfinished:
+            raise _empty_reply(content, finish, message, choice, reasoning)
         usage = _mapping(data.get("usage"))
-        result = Result(text=text, latency_s=latency, finish_reason=finish,
+        result = Result(text=text, latency_s=latency, finish_reason=finish, reasoning=reasoning,
+                        reasoning_tokens=_count(_mapping(usage.get("completion_tokens_details")).get(
+                            "reasoning_tokens")),
                         prompt_tokens=_count(usage.get("prompt_tokens")),
                         completion_tokens=_count(usage.get("completion_tokens")))
-        if not text.strip():  # finish_reason "length"
-            # Reasoning models spend max_completion_tokens on hidden reasoning first. Kept, with a warning: asking
-            # again with the same limit gives the same.
-            result.warnings.append("empty answer: the token limit was reached (reasoning tokens count towards "
-                                   "it); raise --max-new-tokens")
+        if not text.strip():  # finish_reason "length", or a trace that never ended
+            # Kept, with a warning: asking again with the same limit gives the same.
+            if finish != "length":  # the model ended (or the server stopped it) inside its trace
+                result.warnings.append(f"the model stopped while still thinking (finish_reason {finish}): there is "
+                                       "no final answer after its trace")
+            elif reasoning is not None or result.reasoning_tokens:
+                result.warnings.append(CUT_OFF_WHILE_THINKING.format(limit=self.settings.max_new_tokens))
+            else:  # no trace and no count: OpenAI's reasoning models may still have spent the limit thinking
+                result.warnings.append("empty answer: the token limit was reached (reasoning tokens count towards "
+                                       "it); raise --max-new-tokens")
         elif finish == "content_filter":
             result.warnings.append(f"the answer was cut short by the content filter{_filtered(choice)}")
         self._note_served_model(result, data)
         return result
+
+    def _thinking(self, message: dict[str, Any], text: str) -> tuple[str | None, str, bool]:
+        """(the trace, the final answer, whether the trace never ended) of one reply.
+
+        The trace is the message's ``reasoning_content`` (vLLM's reasoning parsers, DeepSeek) or ``reasoning``
+        (newer vLLM) when the server sent one; else the part of the content inside the model's think delimiters.
+        No trace: None, and the content is the answer as it came.
+        """
+        for field in ("reasoning_content", "reasoning"):
+            value = message.get(field)
+            if isinstance(value, str) and value.strip():
+                return value.strip(), text, False
+        delimiters = self.spec.think_delimiters or DEFAULT_DELIMITERS
+        parts = split(text, delimiters)
+        if parts.unfinished or delimiters[1] in text:
+            return parts.reasoning, parts.answer, parts.unfinished
+        return None, text, False
 
     def _note_served_model(self, result: Result, data: dict[str, Any]) -> None:
         """Record the model the server says it served, and warn when it is not the one asked for."""
@@ -413,11 +486,17 @@ def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or certifi.where())
 
 
-def _empty_reply(content: Any, finish: Any, message: dict[str, Any], choice: dict[str, Any]) -> ProviderError:
+def _empty_reply(content: Any, finish: Any, message: dict[str, Any], choice: dict[str, Any],
+                 reasoning: str | None = None) -> ProviderError:
     """Why a chat completion has no text. A refusal, a content-filter stop or tool calls are the model's final word
-    for this question: not retried within the run (the next run asks again). A plain empty reply is retried."""
+    for this question: not retried within the run (the next run asks again). A plain empty reply is retried (one
+    whose model only thought, too: the trace is said, not kept)."""
     shown = "null" if content is None else "empty" if content == "" else "blank"
     said = f"empty reply: content {shown}, finish_reason {finish}"
+    if reasoning:  # the model thought, then gave no answer
+        shown = "the trace only" if isinstance(content, str) and content.strip() else shown
+        said = (f"empty reply: no answer after {len(reasoning):,} characters of reasoning (content {shown}, "
+                f"finish_reason {finish})")
     refusal = message.get("refusal")
     if isinstance(refusal, str) and refusal.strip():
         return ProviderError(f"the model refused: {' '.join(refusal.split())[:MAX_MESSAGE]} ({said})",

@@ -75,6 +75,9 @@ class Result:
     # (reported by the API, or counted locally); None when the model does not say or does not think.
     reasoning: str | None = None
     reasoning_tokens: int | None = None
+    # Local budget forcing (--thinking-budget, --min-thinking): {"waits": "Wait"s inserted, "forced_end": whether
+    # the end-of-thinking delimiter was inserted}; None otherwise.
+    thinking: dict[str, Any] | None = None
     # Composite kinds (grading): what the calls behind one result found (the verdict of each rubric item).
     details: dict[str, Any] | None = None
 

@@ -17,7 +17,7 @@ from runner.core.errors import ModelUnavailable, ProviderError
 from runner.core.settings import GenerationSettings
 from runner.providers.base import Generator, LoglikRequest, OnResult, Request, Result
 from runner.providers.catalog import ModelSpec
-from runner.providers.local import fastpath
+from runner.providers.local import budget, fastpath
 from runner.providers.local.batching import BatchPrefill, generate_in_chunks, preallocate, shared_prefix
 from runner.providers.local.devices import (
     Placement,
@@ -30,6 +30,8 @@ from runner.providers.local.devices import (
 from runner.providers.local.fastpath import prefix_attention
 from runner.providers.local.hub import locate_weights, not_downloadable, quiet_loading_bars
 from runner.providers.local.prompt_formats import build_prompt, resolve_format
+from runner.providers.local.traces import prompt_opens_trace, take_apart
+from runner.providers.reasoning import DEFAULT_DELIMITERS
 
 log = logging.getLogger("runner")
 
@@ -124,6 +126,7 @@ class _Prepared:
     index: int
     ids: list[int]
     warnings: list[str] = field(default_factory=list)
+    opened: bool = False  # the prompt opens the thinking trace (the template ends with the start delimiter)
 
 
 class HFGenerator(Generator):
@@ -143,7 +146,9 @@ class HFGenerator(Generator):
         self.share_prefix = False  # attention reads the shared prefix once per batch (prefix_attention.py); CPU only
 
     def load(self) -> None:
-        """Load the model and tokenizer once; raise ModelUnavailable when the model cannot run here."""
+        """Load the model and tokenizer once; raise ModelUnavailable when the model cannot run here, and UsageError
+        (before any weight is read) for thinking settings it cannot honour (``budget.check_settings``)."""
+        budget.check_settings(self.spec, self.settings)
         self.placement = plan_placement(self.spec)
         self.model, self.tokenizer = load_model_and_tokenizer(self.spec, self.settings)
         self.prompt_format = resolve_format(self.spec.prompt_format, self.tokenizer)
@@ -226,7 +231,7 @@ class HFGenerator(Generator):
         prompt = build_prompt(self.prompt_format, self.tokenizer, request.system_prompt, request.user_message,
                               request.messages)
         ids = list(self.tokenizer(prompt.text, add_special_tokens=prompt.add_special_tokens)["input_ids"])
-        prepared = _Prepared(index, ids)
+        prepared = _Prepared(index, ids, opened=prompt_opens_trace(prompt.text, self.spec.think_delimiters))
         if self.context is None:
             return prepared
         room = self.context - request.settings.max_new_tokens
@@ -245,8 +250,9 @@ class HFGenerator(Generator):
         # Longest first, as lm-evaluation-harness does: similar lengths pad less, and an out-of-memory shows at once.
         order = sorted(prepared, key=lambda p: len(p.ids), reverse=True)
         prefix = shared_prefix([p.ids for p in order]) if self.prefix_caching else []
+        # Budget forcing (budget.py) runs its own rounds of plain generate calls: no preallocated cache.
         prefill = BatchPrefill(self.model, prefix, self.tokenizer.pad_token_id,
-                               self.share_prefix) if self.own_prefill else None
+                               self.share_prefix) if self.own_prefill and not budget.active(settings) else None
         size = self.batch_size
         if self.settings.batch_size == "auto" and self.placement and not self.placement.cuda:
             per_token = cache_bytes_per_token(self.model.config, self.model.dtype.itemsize)
@@ -303,6 +309,8 @@ class HFGenerator(Generator):
 
         start = time.perf_counter()
         options = self._options(settings)
+        if budget.active(settings):
+            return self._run_forced(settings, batch, options, start)
         cache = None
         if prefill is not None:
             skip = len(prefill.prefix)
@@ -328,6 +336,17 @@ class HFGenerator(Generator):
         share = (time.perf_counter() - start) / len(batch)
         return [self._result(p, tokens, share, settings) for p, tokens in zip(batch, new_tokens, strict=True)]
 
+    def _run_forced(self, settings: GenerationSettings, batch: list[_Prepared], options: dict[str, Any],
+                    start: float) -> list[Result]:
+        """One batch with budget forcing (``--thinking-budget``, ``--min-thinking``): budget.py's rounds."""
+        import torch
+
+        forcing = budget.Forcing(self.model, self.tokenizer, settings, self.spec.think_delimiters, self.stop_ids)
+        with torch.inference_mode():
+            rows = forcing.run([p.ids for p in batch], [p.opened for p in batch], options, self.token_meter)
+        share = (time.perf_counter() - start) / len(batch)
+        return [self._result(p, row.out, share, settings, row) for p, row in zip(batch, rows, strict=True)]
+
     def _options(self, settings: GenerationSettings) -> dict[str, Any]:
         """``generate``'s options for ``settings``: the token limit, decoding, and the repetition penalty."""
         options: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens,
@@ -349,6 +368,9 @@ class HFGenerator(Generator):
 
         if self.model is None:
             raise ModelUnavailable(f"{self.spec.name} is not loaded (call load() first)")
+        if budget.active(request.settings):  # budget forcing edits the output between rounds: shown when done
+            yield from self._whole(request)
+            return
         prepared = self._tokenize(0, request)
         settings = request.settings
         if not settings.greedy and settings.seed is not None:
@@ -373,14 +395,43 @@ class HFGenerator(Generator):
         if failure:
             raise self.classify(failure[0])
 
-    def _result(self, prepared: _Prepared, tokens: list[int], latency: float,
-                settings: GenerationSettings) -> Result:
+    def _whole(self, request: Request) -> Iterator[str]:
+        """The answer at once, its trace (if any) in front between the model's delimiters."""
+        (result,) = self.generate([request])
+        if result.error:
+            raise ProviderError(result.error, retryable=False)
+        if result.reasoning is not None:
+            start, end = self.spec.think_delimiters or DEFAULT_DELIMITERS
+            yield f"{start}\n{result.reasoning}\n{end}\n\n"
+        yield result.text
+
+    def _result(self, prepared: _Prepared, tokens: list[int], latency: float, settings: GenerationSettings,
+                forced: budget.Row | None = None) -> Result:
+        """The result for one row's new ``tokens``: the answer apart from its thinking trace (traces.py).
+
+        ``forced``: the row's budget forcing (its trace's end, "Wait"s, forced delimiter), on that path.
+        """
         stop_at = next((k for k, t in enumerate(tokens) if t in self.stop_ids), None)
         if stop_at is None:
             answer, count = tokens, len(tokens)
-            finish = "length" if count >= settings.max_new_tokens else "stop"
+            # Budget forcing ends a row without an EOS only at the token limit (inserted tokens may stop it short).
+            finish = "length" if count >= settings.max_new_tokens or forced is not None else "stop"
         else:
             answer, count, finish = tokens[:stop_at], stop_at + 1, "stop"  # the EOS was generated too
-        text = self.tokenizer.decode(answer, skip_special_tokens=True).strip()
-        return Result(text=text, prompt_tokens=len(prepared.ids), completion_tokens=count, latency_s=latency,
-                      finish_reason=finish, warnings=list(prepared.warnings))
+        parts = take_apart(self.tokenizer, answer, self.spec.think_delimiters, prepared.opened,
+                           forced.trace_end if forced is not None else None)
+        warnings = list(prepared.warnings)
+        if parts.unfinished:
+            end = (self.spec.think_delimiters or DEFAULT_DELIMITERS)[1]
+            if finish == "length":
+                # The API providers' words (CUT_OFF_WHILE_THINKING), with the local models' other way out.
+                warnings.append(f"cut off while still thinking: the token limit ({settings.max_new_tokens}) was "
+                                "reached before the final answer (the thinking counts towards it); the trace is kept "
+                                "and the answer is empty; raise --max-new-tokens (or cap the thinking with "
+                                "--thinking-budget N: budget forcing)")
+            else:
+                warnings.append(f"the model stopped while still thinking (no {end!r}): no final answer")
+        return Result(text=parts.text, prompt_tokens=len(prepared.ids), completion_tokens=count, latency_s=latency,
+                      finish_reason=finish, warnings=warnings, reasoning=parts.reasoning,
+                      reasoning_tokens=parts.reasoning_tokens,
+                      thinking=forced.thinking_record if forced is not None else None)

@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from runner.core.settings import RunConfig
+    from runner.core.settings import GenerationSettings, RunConfig
 
 
 def csv_list(value: str) -> list[str]:
@@ -115,3 +115,32 @@ def add_reasoning(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--wait", type=int, metavar="K", help="local models: most 'Wait' insertions (default 0)")
     group.add_argument("--samples", type=int, metavar="K",
                        help="answer each question K times (self-consistency; with --temperature above 0)")
+
+
+def automatic_tag(settings: GenerationSettings) -> str | None:
+    """The variant tag answers go to when ``--tag`` is not given but test-time compute settings are: runs at several
+    thinking budgets, efforts or with samples then sit side by side without naming each one.
+
+    Its parts, joined by ``+`` in this order: ``think<N>`` (``--thinking-budget N``), ``effort-<level>``
+    (``--reasoning-effort``), ``min<M>-wait<K>`` (``--min-thinking M --wait K``), and ``samples`` with ``--samples``
+    above 1 (``samples-t<T>`` when ``--temperature T`` is given). The number of samples is not in the tag, so a run
+    with more samples adds to the samples saved. None when none of these is set (the untagged answers).
+    """
+    parts = []
+    if settings.thinking_budget is not None:
+        parts.append(f"think{settings.thinking_budget}")
+    if settings.reasoning_effort is not None:
+        parts.append(f"effort-{settings.reasoning_effort}")
+    if settings.min_thinking is not None:
+        parts.append(f"min{settings.min_thinking}-wait{settings.wait}")
+    if settings.samples > 1:
+        parts.append(f"samples-t{settings.temperature:g}" if "temperature" in settings.model_fields_set
+                     else "samples")
+    if not parts:
+        return None
+    tag = "+".join(parts)
+    if len(tag) > 48:  # the longest tag a folder takes
+        import hashlib
+
+        tag = tag[:39] + "-" + hashlib.sha256(tag.encode("utf-8")).hexdigest()[:8]
+    return tag

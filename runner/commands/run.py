@@ -14,6 +14,7 @@ from runner.commands.options import (
     add_output_dir,
     add_reasoning,
     add_set_and_tag,
+    automatic_tag,
     batch_size,
     config_of,
     csv_list,
@@ -93,7 +94,7 @@ def execute(args: argparse.Namespace) -> int:
                  progress=not args.no_progress and not os.environ.get("NO_PROGRESS"),
                  questions_path=questions_path, argv=getattr(args, "argv", None),
                  question_set=args.question_set or config.question_set,
-                 tag=args.tag or config.tag)
+                 tag=args.tag or config.tag or automatic_tag(settings))
     print_summary(report)
     return report.exit_status
 

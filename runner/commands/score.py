@@ -26,6 +26,7 @@ from runner.commands.options import (
     add_max_answer_chars,
     add_output_dir,
     add_reasoning,
+    automatic_tag,
     batch_size,
     config_of,
 )
@@ -72,6 +73,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                     help="break each accuracy down by a question field: task, or a key the questions carry "
                          "(category, subject, tags, ...)")
     st.add_argument("--json", action="store_true", help="print the scores and statistics as JSON instead of tables")
+    st.add_argument("--plot", choices=["thinking"],
+                    help="thinking: accuracy (95%% intervals) against mean thinking tokens per question for every "
+                         "model x thinking budget/effort/samples setting saved, one line per model (scaling.png, "
+                         "scaling.md, scaling.json)")
     src = parser.add_argument_group("questions to answer first (with --models)")
     src.add_argument("-q", "--questions", metavar="PATH", help="a questions JSONL file (the run format)")
     src.add_argument("--data", action="append", metavar="FILE",
@@ -153,17 +158,54 @@ def execute(args: argparse.Namespace) -> int:
     scores = collect_scores(snapshot.records, models=_model_names(args.models),
                             personas=personas, questions=wanted, sets=sets)
     stats, sections = _statistics(args, scores)
-    paths = write_outputs(scores, output_dir, args.average, stats.to_json(), sections)
+    groups = _sample_groups(args, snapshot, output_dir, personas, wanted, sets)
+    consistency = _self_consistency(args, groups, sections)
+    paths = write_outputs(scores, output_dir, args.average, stats.to_json(), sections,
+                          extra={"self_consistency": consistency})
     if args.json:
-        print(json.dumps({"results": [s.to_json() for s in scores], "statistics": stats.to_json()},
-                         ensure_ascii=False, indent=1))
+        print(json.dumps({"results": [s.to_json() for s in scores], "statistics": stats.to_json(),
+                          "self_consistency": consistency}, ensure_ascii=False, indent=1))
     else:
         print(render_markdown(scores, args.average) + "".join(line + "\n" for line in sections), end="")
     for warning in truncation_warnings(scores):
         log.warning("warning: %s", warning)
     print(f"Scores: {paths['json']}; leaderboard: {paths['markdown']}"
           + (f"; chart: {paths['chart']}" if paths["chart"] else ""), file=sys.stderr if args.json else sys.stdout)
+    if args.plot == "thinking":
+        _plot_thinking(args, groups, output_dir)
     return status
+
+
+def _sample_groups(args: argparse.Namespace, snapshot: Any, output_dir: Path, personas: set[str] | None,
+                   wanted: set[tuple[str, int, str]] | None, sets: set[str] | None) -> list[Any]:
+    """Every free-text multiple-choice answer with its saved samples (``--samples``), filtered as the scores are."""
+    from runner.core.store import Store
+    from runner.views.consistency import collect_samples
+
+    samples = Store(output_dir).sample_records()
+    return collect_samples(snapshot.records, samples, models=_model_names(args.models), personas=personas,
+                           questions=wanted, sets=sets)
+
+
+def _self_consistency(args: argparse.Namespace, groups: list[Any], sections: list[str]) -> list[dict[str, Any]]:
+    """Majority vote, mean per-sample accuracy and pass@k of the answers with samples; their section is added to
+    ``sections``."""
+    from runner.views.consistency import consistency_scores, markdown_section
+
+    found = consistency_scores(groups, resamples=args.bootstrap)
+    sections.extend(markdown_section(found, args.bootstrap))
+    return [s.to_json() for s in found]
+
+
+def _plot_thinking(args: argparse.Namespace, groups: list[Any], output_dir: Path) -> None:
+    """``--plot thinking``: accuracy against mean thinking tokens, one line per model (scaling.png, .md, .json)."""
+    from runner.views.scaling import scaling_lines, write_scaling
+
+    lines = scaling_lines(groups, resamples=args.bootstrap)
+    paths = write_scaling(lines, output_dir, resamples=args.bootstrap)
+    print(f"Scaling: {paths['markdown']}; {paths['json']}"
+          + (f"; chart: {paths['chart']}" if paths["chart"] else " (no point to draw)"),
+          file=sys.stderr if args.json else sys.stdout)
 
 
 QuestionSets = list[tuple["SetRef", list[Question]]]
@@ -322,10 +364,11 @@ def _run_sets(args: argparse.Namespace, sources: QuestionSets, output_dir: Path,
     status = 0
     for ref, questions in sources:
         path = ref.source if ref.source and not ref.source.startswith("dataset:") else None
-        report = run(questions, args.models, args.persona or _family_personas(questions), _settings(args),
+        settings = _settings(args)
+        report = run(questions, args.models, args.persona or _family_personas(questions), settings,
                      output_dir=output_dir,
                      force=args.force, progress=_progress(args), questions_path=path, argv=["score", *sys.argv[2:]],
-                     question_set=ref, tag=args.tag, kind=kind,
+                     question_set=ref, tag=args.tag or (automatic_tag(settings) if kind is None else None), kind=kind,
                      fewshot=_plan(args, questions, pool) if pool is not None else None)
         print_summary(report, sys.stderr)
         status = max(status, report.exit_status)

@@ -90,6 +90,8 @@ class Record(BaseModel):
     text: str | None = None
     reasoning: str | None = None  # a reasoning model's thinking trace, kept apart from the answer (``text``)
     reasoning_tokens: int | None = None
+    thinking: dict[str, Any] | None = None  # local budget forcing: {"waits": int, "forced_end": bool}
+    sample: int | None = None  # self-consistency (--samples): which of the question's answers this is (1 = the answer)
     user_message: str | None = None  # the user turn sent (generate records; the system prompt is persona_text)
     prompt_text: str | None = None  # local models: the whole prompt text the model received, template applied
     prompt_tokens: int | None = None

@@ -63,6 +63,9 @@ GRADES_DIR = "_grades"
 # A set's pairwise comparisons: ``<set>/_pairwise/<judge>/<persona>/<modelA>+vs+<modelB>/<n>.json`` (personas
 # compared: ``<personaA>+vs+<personaB>/<model>``); ``engine/pairwise.py`` names the pair folders.
 PAIRWISE_DIR = "_pairwise"
+# Self-consistency (``--samples K``): sample 1 is the answer itself; sample k >= 2 of a model's answer to question n
+# is ``<set>/<persona>/<model>[@<tag>]/_samples/<k>/<n>.json`` (and ``<n>.txt``), out of the way of every answer reader.
+SAMPLES_DIR = "_samples"
 SET_FILE = "set.json"
 LEGACY_SET = "legacy"
 DEFAULT_SET = "questions"
@@ -212,6 +215,7 @@ class SetStore:
         self.root, self.name = root, name
         self.path = root / name
         self._checked: dict[tuple[str, str], Path] = {}
+        self._samples: dict[int, SetStore] = {}
 
     def model_dir(self, persona: str, folder: str) -> Path:
         """The folder of one model (``slug`` or ``slug@tag``) under one persona; refuses any escaping part."""
@@ -301,6 +305,30 @@ class SetStore:
                     out.extend(_records_in(folder, self.name))
         return out
 
+    def samples(self, k: int) -> SetStore:
+        """Where sample ``k`` (2, 3, ...) of each answer is kept, read and written like answers: each model folder's
+        ``_samples/<k>/`` (sample 1 is the answer itself, ``<n>.json`` in the model folder)."""
+        if k < 2:
+            raise ValueError("sample 1 is the answer itself; samples() is for k >= 2")
+        if k not in self._samples:
+            self._samples[k] = _SampleSpace(self.root, self.name, k)
+        return self._samples[k]
+
+    def sample_records(self) -> list[Record]:
+        """Every saved sample 2..K of this set's answers (``--samples``), model folder by model folder, sample by
+        sample; each record's ``sample`` is its number (its folder's). Unreadable ones are left out, warned."""
+        out: list[Record] = []
+        for persona_dir in _subdirs(self.path, self.root):
+            if persona_dir.name.startswith("_"):  # _grades, _pairwise: no persona name starts with _
+                continue
+            for folder in _subdirs(persona_dir, self.root):
+                numbered = [(int(d.name), d) for d in _subdirs(folder / SAMPLES_DIR, self.root)
+                            if d.name.isascii() and d.name.isdigit() and int(d.name) >= 2]
+                for k, sample_dir in sorted(numbered):
+                    out.extend(r if r.sample == k else r.model_copy(update={"sample": k})
+                               for r in _records_in(sample_dir, self.name))
+        return out
+
     def pairwise(self, judge_folder: str) -> SetStore:
         """The pairwise comparisons one judge (``slug`` or ``slug@tag``) made of this set's answers, kept like
         answers."""
@@ -374,6 +402,24 @@ class SetStore:
             return
         raise UsageError(f"question set {self.name!r} in {self.root} holds answers to {saved}, not to {ref.source}; "
                          f"give this one its own name with --set NAME, or add it to that set with --set {self.name}")
+
+
+class _SampleSpace(SetStore):
+    """Sample ``k`` of every answer of a set (``SetStore.samples``): each model folder's ``_samples/<k>/``."""
+
+    def __init__(self, root: Path, name: str, k: int) -> None:
+        super().__init__(root, name)
+        self.k = k
+        self._inner: dict[tuple[str, str], Path] = {}
+
+    def model_dir(self, persona: str, folder: str) -> Path:
+        """The sample's folder inside the model folder (``<persona>/<model>/_samples/<k>``)."""
+        path = self._inner.get((persona, folder))
+        if path is None:
+            path = super().model_dir(persona, folder) / SAMPLES_DIR / str(self.k)
+            check_inside(self.root, path)
+            self._inner[persona, folder] = path
+        return path
 
 
 class Store:
@@ -470,6 +516,12 @@ class Store:
         for record in self._legacy_records():
             if set_name is None or record.set_name == set_name:
                 yield record
+
+    def sample_records(self, set_name: str | None = None) -> list[Record]:
+        """Every saved sample 2..K (``--samples``) of one set's answers, or of every set's
+        (``SetStore.sample_records``); sample 1 of each is the answer itself, among ``iter_records``."""
+        return [r for p in self.set_dirs() if set_name in (None, p.name)
+                for r in self.questions_set(p.name).sample_records()]
 
     def snapshot(self, set_name: str | None = None) -> Snapshot:
         """One walk over the store: its records (of one set, or all), run manifests and sets, each file read once.

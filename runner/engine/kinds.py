@@ -14,12 +14,14 @@ serves in its registry entry (``capabilities``); the engine refuses a model that
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from runner.core.errors import UsageError
 from runner.core.personas import Persona
 from runner.core.questions import Question, format_user_message
 from runner.engine.cache_keys import answer_key
@@ -47,6 +49,7 @@ class Work:
     folder: str | None = None  # where the record goes when not the model's own folder (grades: the graded model's)
     target: Any = None  # what a composite kind works on (grades: the answer to grade)
     previous: dict[str, Any] | None = None  # the record saved at this place before, when a kind reuses part of it
+    space: SetStore | None = None  # where the record goes when not the plan's store space (a sample's ``_samples/<k>``)
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,17 @@ class Kind:
 
     def space(self, space: SetStore, folder: str) -> SetStore:
         """Where this kind's records are kept for one model (``folder``): the question set itself."""
+        return space
+
+    def check_settings(self, spec: ModelSpec, settings: GenerationSettings) -> None:
+        """Raise UsageError for settings (the model's, card defaults applied) this kind cannot serve."""
+
+    def expand(self, units: list[Unit], spec: ModelSpec, settings: GenerationSettings) -> list[Unit]:
+        """The units once the model's settings are known (``generate``: one per sample). Default: as they are."""
+        return units
+
+    def unit_space(self, space: SetStore, unit: Unit) -> SetStore:
+        """The store space one unit's record goes to (default: the kind's ``space``, as every other unit's)."""
         return space
 
     def state(self, record: dict[str, Any] | None, key: str, question: Question) -> str:
@@ -134,8 +148,93 @@ class Kind:
         return Saved(record, record["text"])  # the text as the record holds it (cut to max_answer_chars)
 
 
+@dataclass(frozen=True)
+class Sample:
+    """Which answer of a question a ``generate`` unit is, with ``--samples K`` (self-consistency): its number ``k``
+    (1 is the answer itself) and its seed (``sample_seed``)."""
+
+    k: int
+    seed: int | None
+
+
+def sample_seed(seed: int | None, k: int) -> int | None:
+    """The seed of sample ``k`` (1-based) of a run seeded ``seed``: ``seed + k - 1`` (sample 1 keeps the run's seed,
+    so its answer is the one a run without ``--samples`` makes); None without a seed."""
+    return None if seed is None else seed + k - 1
+
+
+def sample_key(answer: str, k: int) -> str:
+    """The key of sample ``k`` >= 2: the answer key of its settings (its own seed) together with its number."""
+    blob = json.dumps({"answer": answer, "sample": k}, sort_keys=True)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
 class Generate(Kind):
-    """Free-text answers (every generative provider)."""
+    """Free-text answers (every generative provider).
+
+    With ``samples`` K > 1 (self-consistency) each question is answered K times. Sample 1 is the answer itself
+    (``<n>.json``, the same key as without ``--samples``, so earlier answers are reused); sample k >= 2 goes to
+    ``<persona>/<model>/_samples/<k>/<n>.json`` (``SetStore.samples``), with its own key (``sample_key``) and seed
+    (``sample_seed``), and is skipped on a re-run like an answer. Its record says which sample it is (``sample``) and
+    its ``settings`` hold the seed it was asked with.
+    """
+
+    def check_settings(self, spec: ModelSpec, settings: GenerationSettings) -> None:
+        """Several samples at temperature 0 are refused: every sample would be the same answer."""
+        if settings.samples > 1 and settings.greedy:
+            raise UsageError(f"--samples {settings.samples}: {spec.label} would answer each question "
+                             f"{settings.samples} times at temperature 0 (greedy decoding), giving the same answer "
+                             "every time; add --temperature above 0 (e.g. --temperature 0.7), or leave out --samples")
+
+    def expand(self, units: list[Unit], spec: ModelSpec, settings: GenerationSettings) -> list[Unit]:
+        """K units per question and persona, the samples of one question next to each other (a local model gets
+        them all in the same call)."""
+        if settings.samples <= 1:
+            return units
+        self.check_settings(spec, settings)
+        return [replace(u, target=Sample(k, sample_seed(settings.seed, k))) for u in units
+                for k in range(1, settings.samples + 1)]
+
+    def unit_space(self, space: SetStore, unit: Unit) -> SetStore:
+        """Samples 2..K are kept apart from the answers (``SetStore.samples``)."""
+        sample = unit.target
+        return space.samples(sample.k) if isinstance(sample, Sample) and sample.k > 1 else space
+
+    def unit_key(self, unit: Unit, spec: ModelSpec, settings: GenerationSettings) -> str:
+        """The answer key; for sample k >= 2, that of its own settings (its seed) with its number."""
+        sample = unit.target
+        if not isinstance(sample, Sample) or sample.k == 1:
+            return self.key(unit.question, unit.persona, spec, settings)
+        return sample_key(self.key(unit.question, unit.persona, spec, _sample_settings(settings, sample)), sample.k)
+
+    def differences(self, record: dict[str, Any], persona: Persona, spec: ModelSpec,
+                    settings: GenerationSettings) -> list[str]:
+        """As for any answer; a saved sample is compared with the settings it would be asked with now (its seed)."""
+        k = record.get("sample")
+        if isinstance(k, int) and not isinstance(k, bool) and k > 1:
+            settings = settings.model_copy(update={"seed": sample_seed(settings.seed, k)})
+        return differences(record, persona, spec, settings)
+
+    def request(self, work: Work, settings: GenerationSettings) -> Any:
+        """The request, with a sample's own seed in its settings."""
+        return super().request(work, _sample_settings(settings, work.target))
+
+    def save(self, work: Work, result: Result, spec: ModelSpec, settings: GenerationSettings, run_id: str,
+             set_name: str, tag: str | None, embedding: list[float] | None = None) -> Saved:
+        """The answer's record; a sample's also says which sample it is, and holds the seed it was asked with."""
+        sample = work.target
+        saved = super().save(work, result, spec, _sample_settings(settings, sample), run_id, set_name, tag,
+                             embedding)
+        if isinstance(sample, Sample):
+            saved.record["sample"] = sample.k
+        return saved
+
+
+def _sample_settings(settings: GenerationSettings, sample: Any) -> GenerationSettings:
+    """The settings sample ``sample`` is asked with: the run's, with the sample's own seed (sample 1: unchanged)."""
+    if not isinstance(sample, Sample) or sample.k == 1 or sample.seed == settings.seed:
+        return settings
+    return settings.model_copy(update={"seed": sample.seed})
 
 
 class Embed(Kind):

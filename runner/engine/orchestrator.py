@@ -85,6 +85,8 @@ def run(
     kinds = [_kind_for(spec, kind, fewshot) for spec in specs]
     for k in {type(k): k for k in kinds}.values():
         _check_questions(k, questions)
+    for spec, k in zip(specs, kinds, strict=True):
+        k.check_settings(spec, spec.settings_for(settings))  # before anything is written
     ref = question_set if isinstance(question_set, SetRef) else SetRef.for_path(questions_path, question_set)
     check_tag(tag)
     store = Store(output_dir)
@@ -270,11 +272,12 @@ def _plan(spec: ModelSpec, kind: Kind, questions: Sequence[Question], personas: 
     conflicts: dict[tuple[str, str], Conflict] = {}
     for persona in personas:
         plan.space.model_dir(persona.name, folder)  # refuses unsafe names before any work
-    for unit in kind.units(questions, personas):
+    for unit in kind.expand(kind.units(questions, personas), spec, settings):
         summary = plan.summaries[unit.persona.name]
         where = unit.folder or folder
         key = kind.unit_key(unit, spec, settings)
-        record = plan.space.load_record(unit.persona.name, where, unit.question.n)
+        unit_space = kind.unit_space(plan.space, unit)
+        record = unit_space.load_record(unit.persona.name, where, unit.question.n)
         state = kind.state(record, key, unit.question)
         if state == SAME and not force:
             summary.skipped += 1
@@ -286,7 +289,8 @@ def _plan(spec: ModelSpec, kind: Kind, questions: Sequence[Question], personas: 
             conflict.what.update(["; ".join(kind.differences(record or {}, unit.persona, spec, settings))])
         summary.replaced += state in (SAME, VARIANT, CHANGED)
         summary.changed += state == CHANGED
-        plan.pending.append(Work(unit.persona, unit.question, key, unit.folder, unit.target, record))
+        plan.pending.append(Work(unit.persona, unit.question, key, unit.folder, unit.target, record,
+                                 None if unit_space is plan.space else unit_space))
     plan.conflicts.extend(conflicts.values())
     return plan
 

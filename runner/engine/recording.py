@@ -53,6 +53,10 @@ def make_record(question: Question, persona: Persona, spec: ModelSpec, settings:
         # Reasoning models: the thinking trace apart from the answer, and the tokens spent thinking.
         "reasoning": result.reasoning,
         "reasoning_tokens": result.reasoning_tokens,
+        # Self-consistency (--samples K): which of the question's K answers this is (1: the answer); None without.
+        "sample": None,
+        # Local budget forcing: the "Wait"s inserted and whether the end of thinking was forced; None otherwise.
+        "thinking": result.thinking,
         # What a generate request sent (the system prompt is persona_text); local models: the whole prompt text.
         "user_message": result.user_message,
         "prompt_text": result.prompt_text,

@@ -152,7 +152,7 @@ class Saver:
 
     def _save(self, work: Work, result: Result, embedding: list[float] | None) -> Result:
         """Write one result's record (and body); the result as counted (a kind may turn it into a failure)."""
-        kind, space = self.plan.kind, self.plan.space
+        kind, space = self.plan.kind, work.space or self.plan.space
         saved = kind.save(work, result, self.spec, self.settings, self.run_id, space.name, self.plan.tag, embedding)
         if saved.record.get("error") and not result.error:
             result = Result(error=saved.record["error"], latency_s=result.latency_s)
@@ -163,10 +163,11 @@ class Saver:
     def _not_saved(self, work: Work, exc: Exception) -> None:
         """Report an answer that could not be saved; a full disk stops the run."""
         label, persona, n = self.plan.summaries[work.persona.name].label, work.persona.name, work.question.n
+        space = work.space or self.plan.space
         try:
-            folder = self.plan.space.model_dir(persona, work.folder or self.plan.folder)
+            folder = space.model_dir(persona, work.folder or self.plan.folder)
         except Exception:  # noqa: BLE001 - only for the message
-            folder = self.plan.space.path / persona / (work.folder or self.plan.folder)
+            folder = space.path / persona / (work.folder or self.plan.folder)
         names = " ".join(str(getattr(exc, a, None) or "") for a in ("filename", "filename2"))
         path = folder / (f"{n}.txt" if f"{n}.txt" in names and f"{n}.json" not in names else f"{n}.json")
         problem = write_problem(exc)

@@ -137,6 +137,7 @@ def build_report(source: StoreSource = DEFAULT_OUTPUT_DIR, *, models: Sequence[s
     manifests = [m for m in all_manifests if _in_set(m, question_set)]
     scores = set_scores(snapshot, question_set, models, personas)
     graded, grade_index = _grades(snapshot, question_set, views)
+    votes = _votes(snapshot, question_set)
     preferences = _preferences(snapshot, question_set)
     sets = question_sets(snapshot)
     total = sum(len(v.answers) for v in views)
@@ -161,7 +162,7 @@ def build_report(source: StoreSource = DEFAULT_OUTPUT_DIR, *, models: Sequence[s
         '<button type="button" id="collapse-all">Collapse all answers</button></div>',
         _grades_section(graded) if graded and graded.rows else "",
         _pairwise_section(preferences) if preferences and preferences.groups else "",
-        *(_question_section(v, agreement, grade_index) for v in views),
+        *(_question_section(v, agreement, grade_index, votes) for v in views),
     ]
     script_hash = base64.b64encode(hashlib.sha256(SCRIPT.encode("utf-8")).digest()).decode("ascii")
     csp = (f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{script_hash}'; img-src data:; "
@@ -495,7 +496,8 @@ def _agreement_section(agreement: Agreement) -> str:
             f"{''.join(rows)}</table></div></section>")
 
 
-def _question_section(view: QuestionAnswers, agreement: Agreement | None, grades: GradeIndex | None = None) -> str:
+def _question_section(view: QuestionAnswers, agreement: Agreement | None, grades: GradeIndex | None = None,
+                      votes: VoteIndex | None = None) -> str:
     parts = [f'<section class="block question" id="q{view.n}" data-disagree="{int(view.disagreement)}">'
              f'<div class="qhead"><h3>Question {view.n}</h3>']
     for label, value in (("id", view.question_id), ("task", view.task)):
@@ -525,21 +527,22 @@ def _question_section(view: QuestionAnswers, agreement: Agreement | None, grades
                         f'{" ✓" if k == view.correct else ""}</li>' for k, v in view.options.items())
         parts.append(f'<ol class="options">{items}</ol>')
     parts.extend(f'<p class="small" style="color:var(--bad)">Note: {esc(w)}</p>' for w in view.warnings)
-    parts.append(_grid(view, agreement, grades or {}))
+    parts.append(_grid(view, agreement, grades or {}, votes))
     parts.append("</section>")
     return "".join(parts)
 
 
-def _grid(view: QuestionAnswers, agreement: Agreement | None, grades: GradeIndex) -> str:
+def _grid(view: QuestionAnswers, agreement: Agreement | None, grades: GradeIndex,
+          votes: VoteIndex | None = None) -> str:
     """Models (rows) × personas (columns); a single persona lays the models out as cards side by side."""
     if len(view.personas) == 1:
-        cards = "".join(_card(view, view.get(m, view.personas[0]), m, agreement, grades) for m in view.models)
+        cards = "".join(_card(view, view.get(m, view.personas[0]), m, agreement, grades, votes) for m in view.models)
         return (f'<div class="grid" style="grid-template-columns:repeat(auto-fill,minmax(min(100%,{CARD_MIN}),1fr))">'
                 f"{cards}</div>")
     columns = f"repeat({len(view.personas)},minmax({COLUMN_MIN},1fr))"
     cells = [f'<div class="colhead">{esc(p)}</div>' for p in view.personas]
     for m in view.models:
-        cells.extend(_card(view, view.get(m, p), m, agreement, grades) for p in view.personas)
+        cells.extend(_card(view, view.get(m, p), m, agreement, grades, votes) for p in view.personas)
     hint = (f'<p class="small muted scrollhint">{len(view.personas)} personas side by side: scroll sideways for '
             "those that do not fit, or run <code>compare N --stacked</code> in a terminal</p>"
             if len(view.personas) > PERSONAS_THAT_FIT else "")
@@ -548,7 +551,7 @@ def _grid(view: QuestionAnswers, agreement: Agreement | None, grades: GradeIndex
 
 
 def _card(view: QuestionAnswers, answer: Answer | None, who: str, agreement: Agreement | None,
-          grades: GradeIndex | None = None) -> str:
+          grades: GradeIndex | None = None, votes: VoteIndex | None = None) -> str:
     if answer is None:
         return f'<div class="card missing"><div class="who">{esc(who)}</div>no saved answer</div>'
     meta = usage_parts(answer, unknown="0", tokens="tokens")
@@ -559,10 +562,12 @@ def _card(view: QuestionAnswers, answer: Answer | None, who: str, agreement: Agr
             meta.append(f"{sim:.2f} similar to the question")
     if answer.question_differs:
         meta.append("answered an older text of this question")
-    verdict = _verdict_badge(answer, view.correct)
+    verdict = _verdict_badge(answer, view.correct) + _votes_badge((votes or {}).get((answer.persona, answer.label,
+                                                                                     view.n)))
     head = (f'<div class="cardhead"><div class="who">{esc(who)}</div>{verdict}</div>'
             f'<div class="meta">{esc(" · ".join(meta))}</div>')
-    prompt = _prompt_details(answer) + _grade_details((grades or {}).get((answer.persona, answer.label, view.n), []))
+    prompt = (_thinking_details(answer) + _prompt_details(answer)
+              + _grade_details((grades or {}).get((answer.persona, answer.label, view.n), [])))
     if not answer.ok:
         return f'<div class="card failed">{head}<span class="badge bad">failed</span><div class="error">' \
                f"{esc(answer.error)}</div>{prompt}</div>"
@@ -579,6 +584,30 @@ def _card(view: QuestionAnswers, answer: Answer | None, who: str, agreement: Agr
 
 
 GradeIndex = dict[tuple[str, str, int], list[Record]]
+VoteIndex = dict[tuple[str, str, int], dict[str, Any]]  # (persona, model label, n) -> the votes of its samples
+
+
+def _votes(snapshot: Snapshot, question_set: str) -> VoteIndex:
+    """The votes of each answer's samples (``--samples``), for the multiple-choice answers that have samples."""
+    from runner.core.store import Store
+    from runner.views.consistency import collect_samples, vote_index
+
+    samples = Store(snapshot.root).questions_set(question_set).sample_records()
+    if not samples:
+        return {}
+    return vote_index(collect_samples(snapshot.records_of(question_set), samples))
+
+
+def _votes_badge(votes: dict[str, Any] | None) -> str:
+    """``votes: A×3 B×2`` on an answer card with samples; green when the majority is right."""
+    if not votes:
+        return ""
+    from runner.views.consistency import votes_text
+
+    css = "ok" if votes["majority"] is not None and votes["majority"] == votes["answer"] else "bad"
+    title = (f"self-consistency: {votes['samples']} answered sample(s); majority "
+             f"{votes['majority'] or 'none (no parseable sample)'}, correct {votes['answer']}")
+    return f'<span class="badge {css} verdict votes" title="{esc(title)}">{esc(votes_text(votes))}</span>'
 
 
 def _grades(snapshot: Snapshot, question_set: str, views: Sequence[QuestionAnswers]) -> tuple[Grades | None,
@@ -683,6 +712,18 @@ def _grade_details(grades: Sequence[Record]) -> str:
         out.append(f'<details class="prompt grade"><summary>Grade by {esc(judge)}: {esc(shown)}</summary>'
                    f'<ul class="small">{"".join(items)}</ul></details>')
     return "".join(out)
+
+
+def _thinking_details(answer: Answer) -> str:
+    """A reasoning model's thinking, folded under its answer: ``Thinking (N tokens)`` opening the whole trace, or
+    only the count where the provider hides the trace; nothing for an answer without thinking."""
+    label = answer.thinking_label
+    if label is None:
+        return ""
+    trace = (answer.reasoning or "").strip()
+    body = trace or "The provider returns only how many tokens the model spent thinking, not its trace."
+    return (f'<details class="prompt thinking"><summary>{esc(label[:1].upper() + label[1:])}</summary>'
+            f'<div class="ptext">{esc(body)}</div></details>')
 
 
 def _prompt_details(answer: Answer) -> str:

@@ -382,10 +382,12 @@ def render_chart(scores: Sequence[TaskScore], path: Path, root: Path | None = No
 
 
 def write_outputs(scores: Sequence[TaskScore], output_dir: Path, average: str = "unweighted",
-                  statistics: dict[str, Any] | None = None, sections: Sequence[str] = ()) -> dict[str, Path | None]:
+                  statistics: dict[str, Any] | None = None, sections: Sequence[str] = (),
+                  extra: dict[str, Any] | None = None) -> dict[str, Path | None]:
     """Write ``scores.json``, ``leaderboard.md`` and ``scores.png`` under the output root (``average`` as in
     ``leaderboard``; ``scores.json`` holds both averages and says which one ``average`` is). ``statistics`` goes into
-    ``scores.json`` and ``sections`` (markdown lines) at the end of ``leaderboard.md`` (``runner.views.comparisons``).
+    ``scores.json`` and ``sections`` (markdown lines) at the end of ``leaderboard.md`` (``runner.views.comparisons``);
+    ``extra`` adds top-level keys to ``scores.json`` (``self_consistency``: ``runner.views.consistency``).
 
     Each is written atomically inside ``output_dir`` (a symbolic link there is replaced, not followed); a folder
     that cannot be written is one UsageError naming it.
@@ -405,6 +407,7 @@ def write_outputs(scores: Sequence[TaskScore], output_dir: Path, average: str = 
     }
     if statistics:
         data["statistics"] = statistics
+    data.update(extra or {})
     output_dir = Path(output_dir)
     json_path, md_path = output_dir / "scores.json", output_dir / "leaderboard.md"
     write_output(json_path, json.dumps(data, ensure_ascii=False, indent=1) + "\n", root=output_dir, mode=0o644)

@@ -440,3 +440,25 @@ def test_paired_comparison_of_two_models_grades(tmp_path: Path, judge: FakeServe
     assert c["p"] == pytest.approx(sum(flips) / len(flips))
     assert "## Paired comparisons" in (out / "grades.md").read_text()
     assert main(["grade", "-j", "openai:judge-1", "-o", str(out), "--no-progress", "--compare", "alpha,nobody"]) == 2
+
+
+def test_a_questions_samples_are_graded_and_averaged(tmp_path: Path, judge: FakeServer) -> None:
+    from runner.providers.fake import FakeGenerator
+
+    # Two questions x 3 samples (--samples 3); the judge finds the one criterion met in the GOOD answers only:
+    # question 1 scores (1 + 0 + 1) / 3, question 2 (0 + 0 + 1) / 3; the mean over questions is 0.5, n = 2.
+    path = write_jsonl(tmp_path / "sc.jsonl", [
+        {"question": f"Open question {i}?", "rubrics": [{"criterion": "Says GOOD", "points": 5}]} for i in (1, 2)])
+    FakeGenerator.canned.extend(["GOOD one", "BAD one", "GOOD two", "BAD three", "BAD four", "GOOD five"])
+    out = tmp_path / "out"
+    assert main(["run", "-q", str(path), "-m", "fake:canned", "-o", str(out), "--no-progress", "--samples", "3",
+                 "--temperature", "0.7", "--seed", "1"]) == 0
+    judge.responder = lambda r: verdict("assistant: GOOD" in r.body["messages"][1]["content"])
+    assert main(["grade", "-j", "openai:judge-1", "-o", str(out), "--no-progress"]) == 0
+    assert judge.count == 6  # every sample graded
+    (row,) = json.loads((out / "grades.json").read_text())["rows"]
+    assert row["overall"]["n_samples"] == 2
+    assert row["overall"]["mean"] == pytest.approx((2 / 3 + 1 / 3) / 2)
+    assert list((out / "sc" / "_grades" / "judge-1").rglob("_samples/3/2.json"))  # kept like the samples
+    assert main(["grade", "-j", "openai:judge-1", "-o", str(out), "--no-progress"]) == 0
+    assert judge.count == 6  # and skipped on a re-run

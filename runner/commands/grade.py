@@ -123,6 +123,10 @@ def execute(args: argparse.Namespace) -> int:
     answers = select_records(answers, _names(args.models), args.persona, f"question set {set_name!r}")
     if args.pairwise:
         return max(status, _pairwise(args, judges, answers, questions, set_name, output_dir))
+    # Self-consistency: the samples 2..K of the answers chosen are graded too (a question's grade is their mean).
+    chosen = {(r.persona, r.label) for r in answers}
+    answers += [r for r in Store(output_dir).questions_set(set_name).sample_records()
+                if (r.persona, r.label) in chosen and r.ok and (r.text or "").strip()]
     targets, skipped = _targets(answers, questions, args.rubric)
     if skipped:
         log.info("%d answer(s) not graded: %s", sum(skipped.values()),
@@ -216,13 +220,14 @@ def _targets(answers: list[Any], questions: list[Question], mode: str) -> tuple[
             if not q.reference:
                 skipped["without a reference answer"] += 1
                 continue
-            targets.append(Target(record, q, persona, folder, (), "reference", scheme="reference"))
+            targets.append(Target(record, q, persona, folder, (), "reference", scheme="reference",
+                                  sample=record.sample or 1))
             continue
         rubric = rubric_for(q, mode)
         if rubric is None:
             skipped["without a rubric"] += 1
             continue
-        targets.append(Target(record, q, persona, folder, rubric[0], rubric[1]))
+        targets.append(Target(record, q, persona, folder, rubric[0], rubric[1], sample=record.sample or 1))
     return targets, {k: v for k, v in skipped.items() if v}
 
 

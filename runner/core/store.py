@@ -297,12 +297,15 @@ class SetStore:
         return grades
 
     def grade_records(self) -> list[Record]:
-        """Every grade saved for this set's answers, judge by judge (unreadable ones left out, warned)."""
+        """Every grade saved for this set's answers and their samples (``--samples``: under the graded model's
+        ``_samples/<k>/``, each record naming its ``sample``), judge by judge; unreadable ones left out, warned."""
         out: list[Record] = []
         for judge_dir in _subdirs(self.path / GRADES_DIR, self.root):
             for persona_dir in _subdirs(judge_dir, self.root):
                 for folder in _subdirs(persona_dir, self.root):
                     out.extend(_records_in(folder, self.name))
+                    for sample_dir in _subdirs(folder / SAMPLES_DIR, self.root):  # grades of samples 2..K
+                        out.extend(_records_in(sample_dir, self.name))
         return out
 
     def samples(self, k: int) -> SetStore:
@@ -311,7 +314,9 @@ class SetStore:
         if k < 2:
             raise ValueError("sample 1 is the answer itself; samples() is for k >= 2")
         if k not in self._samples:
-            self._samples[k] = _SampleSpace(self.root, self.name, k)
+            space = _SampleSpace(self.root, self.name, k)
+            space.path = self.path  # a judge's space (``grades``) keeps its samples' grades under its own folders
+            self._samples[k] = space
         return self._samples[k]
 
     def sample_records(self) -> list[Record]:

@@ -64,6 +64,7 @@ class Target:
     # rubric: HealthBench, one call per item; reference: MedHELM's 1-5 against a reference; meta: HealthBench's
     # meta-evaluation (one criterion, put in the template as it is)
     scheme: str = "rubric"
+    sample: int = 1  # self-consistency: which of the question's answers (its grade goes to ``_samples/<k>/``)
 
 
 @dataclass
@@ -83,6 +84,11 @@ class Grade(Judging):
     def space(self, space: SetStore, folder: str) -> SetStore:
         """Grades go under the judge's folder in the set's ``_grades``."""
         return space.grades(folder)
+
+    def unit_space(self, space: SetStore, unit: Unit) -> SetStore:
+        """The grade of a sample k >= 2 (``--samples``) goes to the graded model folder's ``_samples/<k>/``."""
+        sample = unit.target.sample
+        return space.samples(sample) if sample > 1 else space
 
     def unit_key(self, unit: Unit, spec: ModelSpec, settings: GenerationSettings) -> str:
         """The judge and its settings, the template, the answer (key and text), the conversation and the rubric."""
@@ -197,6 +203,7 @@ class Grade(Judging):
             "question_id": work.question.id, "question": work.question.question,
             "persona": work.persona.name, "model": answer_record.model, "alias": answer_record.alias,
             "provider": answer_record.provider, "model_id": answer_record.model_id, "slug": answer_record.slug,
+            "sample": target.sample if target.sample > 1 else None,
             "answer_key": answer_record.key, "answer_sha256": _sha(answer_record.text or ""),
             "judge": spec.name, "judge_label": spec.label, "judge_provider": spec.provider,
             "judge_options": model_options(spec), "settings": settings.model_dump(),

@@ -80,9 +80,10 @@ class Grades:
     comparisons: list[GradeComparison] = field(default_factory=list)
 
 
-def answer_place(record: Record) -> tuple[str, str, int]:
-    """Where an answer (or the grade of an answer) is: persona, model label, question number."""
-    return record.persona or "", record.label, record.n
+def answer_place(record: Record) -> tuple[str, str, int, int]:
+    """Where an answer (or the grade of an answer) is: persona, model label, question number, sample (1: the
+    answer itself; 2..K: ``--samples``)."""
+    return record.persona or "", record.label, record.n, record.sample or 1
 
 
 def current_grades(grades: Iterable[Record], answers: Iterable[Record]) -> list[Record]:
@@ -125,26 +126,54 @@ def _extra(record: Record, name: str) -> Any:
 
 def _row(judge: str, model: str, persona: str, records: Sequence[Record], resamples: int, seed: int,
          scale: str = RUBRIC_SCALE) -> GradeRow:
-    scores: list[float] = []
-    tags: dict[str, list[float]] = defaultdict(list)
-    themes: dict[str, list[float]] = defaultdict(list)
-    ungradable: list[int] = []
     row = GradeRow(judge, model, persona, Stat(None, None, 0), scale)
     costs: list[float] = []
-    for g in sorted(records, key=lambda r: r.n):
+    per_question: dict[int, list[Graded | None]] = defaultdict(list)
+    for g in sorted(records, key=lambda r: (r.n, r.sample or 1)):
         row.prompt_tokens += g.prompt_tokens or 0
         row.completion_tokens += g.completion_tokens or 0
         cost = _extra(g, "cost_usd")
         if isinstance(cost, int | float):
             costs.append(float(cost))
         score = _extra(g, "score")
-        if g.error or not isinstance(score, int | float):
-            ungradable.append(g.n)
-            continue
-        _add(scores, tags, themes, float(score), _extra(g, "tag_scores") or {}, _extra(g, "example_tags") or [])
+        graded = not g.error and isinstance(score, int | float)
+        per_question[g.n].append(Graded(float(score), _extra(g, "tag_scores") or {},
+                                        _extra(g, "example_tags") or []) if graded else None)
     row.cost_usd = sum(costs) if costs else None
-    _fill(row, scores, tags, themes, ungradable, resamples, seed)
+    _fill(row, *_question_means(per_question), resamples, seed)
     return row
+
+
+@dataclass(frozen=True)
+class Graded:
+    """One answer's (or sample's) score, its rubric tags' scores and its question's example tags."""
+
+    score: float
+    tags: dict[str, Any]
+    themes: Sequence[Any]
+
+
+def _question_means(per_question: dict[int, list[Graded | None]]) -> tuple[list[float], dict[str, list[float]],
+                                                                         dict[str, list[float]], list[int]]:
+    """Each question's score, rubric tag scores and themes: its answer's, or the mean over its samples
+    (``--samples``); a question with an ungradable answer or sample is left out and listed."""
+    scores: list[float] = []
+    tags: dict[str, list[float]] = defaultdict(list)
+    themes: dict[str, list[float]] = defaultdict(list)
+    ungradable: list[int] = []
+    for n in sorted(per_question):
+        graded = per_question[n]
+        if any(g is None for g in graded):
+            ungradable.append(n)
+            continue
+        means: dict[str, list[float]] = defaultdict(list)
+        for g in graded:
+            for tag, value in g.tags.items():
+                if isinstance(value, int | float):
+                    means[tag].append(float(value))
+        _add(scores, tags, themes, sum(g.score for g in graded) / len(graded),
+             {tag: sum(v) / len(v) for tag, v in means.items()}, graded[0].themes)
+    return scores, tags, themes, ungradable
 
 
 def _add(scores: list[float], tags: dict[str, list[float]], themes: dict[str, list[float]], score: float,
@@ -196,24 +225,23 @@ def _panel(grades: Sequence[Record], judges: list[str], resamples: int,
     """The panel's rows (majority per item) and the judges' agreement on the items every judge graded."""
     from runner.views.judge_stats import cohen_kappa, fleiss_kappa
 
-    by_answer: dict[tuple[str, str, int], dict[str, Record]] = defaultdict(dict)
+    by_answer: dict[tuple[str, str, int, int], dict[str, Record]] = defaultdict(dict)
     for g in grades:
         by_answer[answer_place(g)][_judge(g)] = g
     label = f"{PANEL} ({', '.join(judges)})"
-    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    groups: dict[tuple[str, str], dict[int, list[Graded | None]]] = {}
     ratings: list[list[bool]] = []
-    for (persona, model, n), per_judge in sorted(by_answer.items()):
+    for (persona, model, n, _), per_judge in sorted(by_answer.items()):
         if len(per_judge) != len(judges):
             continue  # not graded by every judge: no panel grade
-        group = groups.setdefault((model, persona), {"scores": [], "tags": defaultdict(list),
-                                                     "themes": defaultdict(list), "ungradable": []})
+        group = groups.setdefault((model, persona), defaultdict(list))
         lists = [_items_of(per_judge[j]) for j in judges]
         rubric = [(i.get("criterion"), i.get("points")) for i in lists[0]]
         if any([(i.get("criterion"), i.get("points")) for i in items] != rubric for items in lists[1:]):
             continue  # graded against different rubrics: not comparable
         votes = [[items[k].get("met") for items in lists] for k in range(len(rubric))]
         if any(v is None or not isinstance(v, bool) for vs in votes for v in vs):
-            group["ungradable"].append(n)
+            group[n].append(None)
             continue
         ratings.extend(votes)
         met = [sum(vs) * 2 > len(vs) for vs in votes]
@@ -222,13 +250,11 @@ def _panel(grades: Sequence[Record], judges: list[str], resamples: int,
         score = rubric_score(items, met)
         if score is None:
             continue
-        first = per_judge[judges[0]]
-        _add(group["scores"], group["tags"], group["themes"], score, tag_scores(items, met),
-             _extra(first, "example_tags") or [])
+        group[n].append(Graded(score, tag_scores(items, met), _extra(per_judge[judges[0]], "example_tags") or []))
     rows = []
-    for (model, persona), group in sorted(groups.items()):
+    for (model, persona), per_question in sorted(groups.items()):
         row = GradeRow(label, model, persona, Stat(None, None, 0))
-        _fill(row, group["scores"], group["tags"], group["themes"], group["ungradable"], resamples, seed)
+        _fill(row, *_question_means(per_question), resamples, seed)
         rows.append(row)
     pairs = []
     for a in range(len(judges)):
@@ -483,14 +509,17 @@ def compare_grades(grades: Sequence[Record], pairs: Sequence[tuple[str, str]] | 
     from runner.views.answers import resolve_aliases
     from runner.views.stats import holm, paired_interval, sign_flip_p
 
-    scores: dict[tuple[str, str], dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    found: dict[tuple[str, str], dict[str, dict[int, list[float]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list)))
     names: dict[str, set[str]] = defaultdict(set)
     for g in grades:
         score = _extra(g, "score")
         if _scale(g) != RUBRIC_SCALE or g.error or not isinstance(score, int | float):
             continue
-        scores[(_judge(g), g.persona or "")][g.label][g.n] = float(score)
+        found[(_judge(g), g.persona or "")][g.label][g.n].append(float(score))
         names[g.label] |= g.names
+    scores = {group: {label: {n: sum(v) / len(v) for n, v in by_n.items()}  # a question's samples: their mean
+                      for label, by_n in by_label.items()} for group, by_label in found.items()}
     out: list[GradeComparison] = []
     for (judge, persona), by_model in sorted(scores.items()):
         if pairs is None:

@@ -567,7 +567,7 @@ def _card(view: QuestionAnswers, answer: Answer | None, who: str, agreement: Agr
     head = (f'<div class="cardhead"><div class="who">{esc(who)}</div>{verdict}</div>'
             f'<div class="meta">{esc(" · ".join(meta))}</div>')
     prompt = (_thinking_details(answer) + _prompt_details(answer)
-              + _grade_details((grades or {}).get((answer.persona, answer.label, view.n), [])))
+              + _grade_details((grades or {}).get((answer.persona, answer.label, view.n, 1), [])))
     if not answer.ok:
         return f'<div class="card failed">{head}<span class="badge bad">failed</span><div class="error">' \
                f"{esc(answer.error)}</div>{prompt}</div>"
@@ -583,7 +583,7 @@ def _card(view: QuestionAnswers, answer: Answer | None, who: str, agreement: Agr
             f'<div class="answer">{esc(text)}</div></details>{prompt}</div>')
 
 
-GradeIndex = dict[tuple[str, str, int], list[Record]]
+GradeIndex = dict[tuple[str, str, int, int], list[Record]]
 VoteIndex = dict[tuple[str, str, int], dict[str, Any]]  # (persona, model label, n) -> the votes of its samples
 
 
@@ -620,7 +620,9 @@ def _grades(snapshot: Snapshot, question_set: str, views: Sequence[QuestionAnswe
     if not records:
         return None, {}
     shown = {(a.persona, a.label, v.n) for v in views for a in v.answers}
-    answers = [r for r in snapshot.records_of(question_set) if answer_place(r) in shown]
+    space = Store(snapshot.root).questions_set(question_set)
+    answers = [r for r in [*snapshot.records_of(question_set), *space.sample_records()]  # samples: --samples
+               if answer_place(r)[:3] in shown]
     current = current_grades(records, answers)
     index: GradeIndex = {}
     for g in current:

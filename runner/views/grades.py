@@ -355,27 +355,18 @@ def chart_png(grades: Grades) -> bytes | None:
     rows = [r for r in grades.rows if r.overall.mean is not None and r.scale == RUBRIC_SCALE]
     if not rows:
         return None
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from runner.views.charts import figure_png
 
     names = [f"{r.model} [{r.persona}]\n{r.judge}" for r in rows]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(rows) + 2), 4.8))
-    try:
+
+    def draw(ax: Any) -> None:
         ax.bar(range(len(rows)), [r.overall.mean for r in rows], yerr=[r.overall.std or 0 for r in rows], capsize=3)
         ax.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
         ax.set_ylim(0, 1)
         ax.set_ylabel("rubric score (clipped mean)")
         ax.set_title("Rubric grades (± bootstrap std)")
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=120)
-    finally:
-        plt.close(fig)
-    return buffer.getvalue()
+
+    return figure_png((max(6.0, 1.2 * len(rows) + 2), 4.8), draw)
 
 
 def write_outputs(grades: Grades, set_name: str, output_dir: Path) -> dict[str, Path | None]:

@@ -190,15 +190,9 @@ def chart_png(lines: Sequence[Line]) -> bytes | None:
     drawn = [(line, points) for line, points in drawn if points]
     if not drawn:
         return None
-    import io
+    from runner.views.charts import figure_png
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 5.0))
-    try:
+    def draw(ax: Any) -> None:
         for line, points in drawn:
             xs = [p.mean_tokens for p in points]
             ys = [100 * (p.accuracy or 0.0) for p in points]
@@ -213,12 +207,8 @@ def chart_png(lines: Sequence[Line]) -> bytes | None:
         ax.set_title("Accuracy against thinking")
         ax.legend(fontsize=8, loc="lower right")
         ax.grid(alpha=0.3)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=120)
-    finally:
-        plt.close(fig)
-    return buffer.getvalue()
+
+    return figure_png((7.5, 5.0), draw)
 
 
 def write_scaling(lines: Sequence[Line], output_dir: Path, resamples: int = RESAMPLES,

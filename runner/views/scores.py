@@ -326,17 +326,12 @@ def chart_png(scores: Sequence[TaskScore], average: str = "unweighted") -> bytes
     columns, rows = leaderboard(scores, average)
     if not rows:
         return None
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display needed; must precede pyplot
-    import matplotlib.pyplot as plt
+    from runner.views.charts import figure_png
 
     groups = [task_title(c) for c in columns] + [f"Average ({average})"]
     width = 0.8 / len(rows)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(groups) * max(1, len(rows)) ** 0.5 + 2), 4.8))
-    try:
+
+    def draw(ax: Any) -> None:
         for i, row in enumerate(rows):
             heights = [100 * row.tasks[c].accuracy if c in row.tasks else 0.0 for c in columns]
             below, above = zip(*[_error_bar(row.tasks.get(c)) for c in columns], strict=True) if columns else ((), ())
@@ -348,12 +343,8 @@ def chart_png(scores: Sequence[TaskScore], average: str = "unweighted") -> bytes
         ax.set_ylim(0, 100)
         ax.set_title("Multiple-choice accuracy")
         ax.legend(fontsize=8, loc="upper right")
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=120)  # in memory: the file is written atomically, never in place
-    finally:
-        plt.close(fig)
-    return buffer.getvalue()
+
+    return figure_png((max(6.0, 1.1 * len(groups) * max(1, len(rows)) ** 0.5 + 2), 4.8), draw)
 
 
 def _error_bar(score: TaskScore | None) -> tuple[float, float]:

@@ -128,6 +128,9 @@ def test_each_command_parses_each_record_once(small_store: Path, command: list[s
     monkeypatch.setenv("NO_PROGRESS", "1")
     assert main([*command, "--output-dir", str(small_store)]) == 0, capsys.readouterr().err
     files = _record_files(small_store)
+    if command == ["compare", "3"]:  # one question: only its records are read (issue 18), each once
+        files = [f for f in files if f.name == "3.json"]
+        assert len(files) == 4
     assert sorted(parsed) == files  # every record file once, none twice
 
 

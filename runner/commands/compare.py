@@ -61,14 +61,24 @@ def execute(args: argparse.Namespace) -> int:
     _tolerant_stdout()
     width = args.width or terminal_width()
     color = use_color(sys.stdout) and not args.json
-    snapshot = open_store(args.output_dir or DEFAULT_OUTPUT_DIR)  # the store, read once for everything shown
+    # The store, read once for everything shown: for one question without --agreement, only its records.
+    one = args.n if args.n is not None and not args.agreement else None
+    snapshot = open_store(args.output_dir or DEFAULT_OUTPUT_DIR, question=one)
     question_set, note = choose_set(snapshot, args.question_set)
     if note and not args.json:
         print(f"note: {note}", file=sys.stderr)
     if args.n is None and not args.agreement:
         return _list_questions(snapshot, args, width, question_set)
-    view = (question_answers(args.n, snapshot, args.models, args.persona, question_set)
-            if args.n is not None else None)
+    view = None
+    if args.n is not None:
+        try:
+            view = question_answers(args.n, snapshot, args.models, args.persona, question_set)
+        except UsageError:
+            if one is None:
+                raise
+            # Not saved: the whole store, read now, names the questions that are.
+            question_answers(args.n, open_store(snapshot.root), args.models, args.persona, question_set)
+            raise
     agreement = None
     if args.agreement:
         from runner.views.agreement import DEFAULT_ENCODER, measure_agreement
@@ -136,7 +146,7 @@ def _grades_of(snapshot: Snapshot, question_set: str, args: argparse.Namespace) 
     from runner.views.grades import current_grades, question_grades, render_question_grades
     from runner.views.terminal import terminal_width
 
-    grades = Store(snapshot.root).questions_set(question_set).grade_records()
+    grades = Store(snapshot.root).questions_set(question_set).grade_records(question=args.n)
     if not grades:
         return ""
     answers = select_records(snapshot.records_of(question_set), args.models, args.persona, question_set)

@@ -296,16 +296,17 @@ class SetStore:
         check_inside(self.root, grades.path)
         return grades
 
-    def grade_records(self) -> list[Record]:
+    def grade_records(self, question: int | None = None) -> list[Record]:
         """Every grade saved for this set's answers and their samples (``--samples``: under the graded model's
-        ``_samples/<k>/``, each record naming its ``sample``), judge by judge; unreadable ones left out, warned."""
+        ``_samples/<k>/``, each record naming its ``sample``), judge by judge; unreadable ones left out, warned.
+        With ``question``, only that question's grades are read."""
         out: list[Record] = []
         for judge_dir in _subdirs(self.path / GRADES_DIR, self.root):
             for persona_dir in _subdirs(judge_dir, self.root):
                 for folder in _subdirs(persona_dir, self.root):
-                    out.extend(_records_in(folder, self.name))
+                    out.extend(_records_in(folder, self.name, question))
                     for sample_dir in _subdirs(folder / SAMPLES_DIR, self.root):  # grades of samples 2..K
-                        out.extend(_records_in(sample_dir, self.name))
+                        out.extend(_records_in(sample_dir, self.name, question))
         return out
 
     def samples(self, k: int) -> SetStore:
@@ -528,17 +529,19 @@ class Store:
         return [r for p in self.set_dirs() if set_name in (None, p.name)
                 for r in self.questions_set(p.name).sample_records()]
 
-    def snapshot(self, set_name: str | None = None) -> Snapshot:
+    def snapshot(self, set_name: str | None = None, question: int | None = None) -> Snapshot:
         """One walk over the store: its records (of one set, or all), run manifests and sets, each file read once.
 
-        The views take a snapshot, so a command that shows the store several ways parses each record once.
+        The views take a snapshot, so a command that shows the store several ways parses each record once. With
+        ``question``, only that question's records are read (``compare N``: one file per model and persona, however
+        large the store); version-1 stores are read whole.
         """
         manifests = self.manifests()
         set_dirs = self.set_dirs()
         infos = {p.name: info for p in set_dirs if (info := self.questions_set(p.name).info()) is not None}
         legacy = list(self._legacy_records(manifests))  # every one: their sets are known only once read
-        records = [r for p in set_dirs if set_name in (None, p.name) for r in _set_records(p, self.root)]
-        records += [r for r in legacy if set_name in (None, r.set_name)]
+        records = [r for p in set_dirs if set_name in (None, p.name) for r in _set_records(p, self.root, question)]
+        records += [r for r in legacy if set_name in (None, r.set_name) and question in (None, r.n)]
         names = {p.name for p in set_dirs} | {r.set_name for r in legacy if r.set_name}
         return Snapshot(root=self.root, records=records, manifests=manifests, set_names=sorted(names), infos=infos,
                         scope=set_name)
@@ -706,16 +709,21 @@ def _numbered(folder: Path) -> list[Path]:
                   key=lambda p: int(p.stem))
 
 
-def _set_records(set_dir: Path, root: Path) -> Iterator[Record]:
-    """The records of one question set folder, persona by persona, model by model."""
+def _set_records(set_dir: Path, root: Path, question: int | None = None) -> Iterator[Record]:
+    """The records of one question set folder, persona by persona, model by model (only question ``question``'s
+    when given)."""
     for persona_dir in _subdirs(set_dir, root):
         for folder in _subdirs(persona_dir, root):
-            yield from _records_in(folder, set_dir.name)
+            yield from _records_in(folder, set_dir.name, question)
 
 
-def _records_in(folder: Path, set_name: str | None = None) -> Iterator[Record]:
-    """The valid records of one model folder, in number order (unreadable or invalid ones left out)."""
-    for path in _numbered(folder):
+def _records_in(folder: Path, set_name: str | None = None, question: int | None = None) -> Iterator[Record]:
+    """The valid records of one model folder, in number order (unreadable or invalid ones left out); with
+    ``question``, only that question's record is read (no listing of the folder's files)."""
+    paths = _numbered(folder) if question is None else [folder / f"{question}.json"]
+    for path in paths:
+        if question is not None and not os.path.lexists(path):
+            continue
         record = read_record(path, set_name)
         if record is not None:
             yield record

@@ -187,12 +187,13 @@ def record_names(record: Record | dict[str, Any]) -> set[str]:
     return parsed.names if parsed is not None else set()
 
 
-def open_store(source: StoreSource = DEFAULT_OUTPUT_DIR) -> Snapshot:
-    """A snapshot of the store: ``source`` itself when it is one, else one read of the folder (missing: UsageError)."""
+def open_store(source: StoreSource = DEFAULT_OUTPUT_DIR, question: int | None = None) -> Snapshot:
+    """A snapshot of the store: ``source`` itself when it is one, else one read of the folder (missing: UsageError);
+    with ``question``, of that question's records only."""
     if isinstance(source, Snapshot):
         return source
     _check_folder(source)
-    return Store(source).snapshot()
+    return Store(source).snapshot(question=question)
 
 
 def _check_folder(output_dir: str | Path) -> None:

@@ -90,6 +90,12 @@ def default_file_mode() -> int:
     return 0o666 & ~current_umask()
 
 
+def encode_record(record: dict[str, Any]) -> str:
+    """A record as saved: compact JSON on one line (no indentation: a store of 150,000 records reads faster), UTF-8
+    text as it is; still JSON any tool reads (``python -m json.tool 1.json`` shows it indented)."""
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
 def atomic_write(path: Path, data: str | bytes, *, root: Path | None = None, mode: int | None = None) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
 
@@ -284,7 +290,7 @@ class SetStore:
                 stale.unlink()
         elif body is not None:
             atomic_write(path / f"{n}.txt", body, root=self.root)
-        atomic_write(path / f"{n}.json", json.dumps(record, ensure_ascii=False, indent=1) + "\n", root=self.root)
+        atomic_write(path / f"{n}.json", encode_record(record), root=self.root)
 
     def grades(self, judge_folder: str) -> SetStore:
         """The grades one judge (``slug`` or ``slug@tag``) gave this set's answers, kept like answers."""

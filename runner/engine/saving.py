@@ -19,7 +19,7 @@ from typing import Any
 
 from runner.core.credentials import redact
 from runner.core.settings import GenerationSettings
-from runner.core.store import Store
+from runner.core.store import Store, encode_record
 from runner.engine.kinds import Work
 from runner.engine.plans import Plan, RunReport
 from runner.providers.base import Result
@@ -186,7 +186,7 @@ class Unwritable(Exception):
 def check_serialisable(record: dict[str, Any], body: str | None) -> None:
     """Raise ``Unwritable`` when the record or the body cannot be written as UTF-8 JSON, naming the field."""
     try:
-        json.dumps(record, ensure_ascii=False, indent=1).encode("utf-8")
+        encode_record(record).encode("utf-8")
         if body is not None:
             body.encode("utf-8")
     except RecursionError:

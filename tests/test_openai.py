@@ -254,3 +254,48 @@ def test_live_openai(tmp_path: Path) -> None:
     report = run(questions, ["gpt-4o-mini"], ["general-physician"], GenerationSettings(max_new_tokens=16),
                  output_dir=tmp_path / "out", progress=False)
     assert report.exit_status == 0 and report.summaries[0].completion_tokens > 0
+
+
+@pytest.mark.parametrize("concurrency", [8, 128, 256])
+def test_connection_pool_sized_to_concurrency_and_warning_above_measured_limit(
+        concurrency: int, key: str, caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+
+    from runner.providers.api.openai import MAX_USEFUL_CONCURRENCY, OpenAIGenerator
+    from runner.providers.catalog import resolve_model
+
+    spec = resolve_model(ModelEntry(name="openai:gpt-4o", base_url="http://127.0.0.1:9/v1"))
+    generator = OpenAIGenerator(spec, GenerationSettings(concurrency=concurrency))
+    with caplog.at_level("WARNING", logger="runner"):
+        generator.load()
+    try:
+        pool = generator._client._client._transport._pool  # the SDK's httpx client's connection pool
+        assert pool._max_connections == pool._max_keepalive_connections == concurrency  # not the SDK's 1000 / 100
+    finally:
+        asyncio.run(generator.aclose())
+        generator.close()
+    warnings = [r.getMessage() for r in caplog.records if "--concurrency" in r.getMessage()]
+    if concurrency > MAX_USEFUL_CONCURRENCY:
+        [warning] = warnings
+        assert f"--concurrency {concurrency} is above {MAX_USEFUL_CONCURRENCY}" in warning
+        assert "run several processes" in warning
+    else:
+        assert warnings == []
+
+
+def test_gemini_connection_pool_sized_to_concurrency(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from runner.providers.api.gemini import GeminiGenerator
+    from runner.providers.catalog import resolve_model
+
+    monkeypatch.setenv("GEMINI_API_KEY", "test-gemini-key")
+    spec = resolve_model(ModelEntry(name="gemini:gemini-2.5-flash", base_url="http://127.0.0.1:9"))
+    generator = GeminiGenerator(spec, GenerationSettings(concurrency=200))
+    generator.load()
+    try:
+        pool = generator._client._api_client._async_httpx_client._transport._pool
+        assert pool._max_connections == pool._max_keepalive_connections == 200  # not httpx's 100 / 20
+    finally:
+        asyncio.run(generator.aclose())
+        generator.close()

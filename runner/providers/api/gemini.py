@@ -131,8 +131,12 @@ class GeminiGenerator(Generator):
         if problem:  # before any request: the whole model cannot run with these settings
             raise ModelUnavailable(problem)
         key = get_key(self.info.key_env_vars, self.spec.label)
+        # The async pool sized to --concurrency, keep-alive included (httpx's default keeps 20 connections alive and
+        # opens at most 100); aiohttp, when google-genai uses it instead, drops the argument.
+        concurrency = self.settings.concurrency
+        limits = _httpx_limits(concurrency)
         options = types.HttpOptions(timeout=max(1, round(self.settings.timeout_s * 1000)),
-                                    base_url=self.spec.base_url or None)
+                                    base_url=self.spec.base_url or None, async_client_args={"limits": limits})
         # vertexai=False: a GOOGLE_GENAI_USE_VERTEXAI in the environment must not silently switch backends.
         self._client: Any = genai.Client(api_key=key, vertexai=False, http_options=options)
 
@@ -301,6 +305,15 @@ def _ratings(ratings: Any) -> str:
             category = (_name(getattr(rating, "category", None), upper=True) or "?").removeprefix("HARM_CATEGORY_")
             shown.append(f"{category}: {probability or '?'}{', blocked' if blocked else ''}")
     return f" ({'; '.join(shown)})" if shown else ""
+
+
+def _httpx_limits(connections: int) -> Any:
+    """``httpx.Limits`` of ``connections`` connections, all kept alive (google-genai runs on httpx2 or httpx)."""
+    try:
+        import httpx2 as httpx
+    except ImportError:
+        import httpx  # type: ignore[no-redef]
+    return httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
 
 
 def _is_transport_error(error: BaseException) -> bool:

@@ -61,6 +61,15 @@ CUT_OFF_WHILE_THINKING = ("cut off while still thinking: the token limit ({limit
                           "--max-new-tokens")
 BUDGET_FORCING_ONLY_LOCAL = ("--min-thinking and --wait are budget forcing for local hf: models (the runner writes "
                              "the trace itself); an API model cannot be made to think longer: drop them for it")
+# Requests in flight past which one process stops getting faster: measured with ``benchmarks/bench_api.py --levels``
+# on the 2-core development machine (issue 18), the requests/s of one runner process rose 1.3x from 64 to 128 in
+# flight and little or nothing from 128 to 256, where the event loop's CPU (HTTP client, SDK, saving) is the limit.
+MAX_USEFUL_CONCURRENCY = 128
+TOO_MUCH_CONCURRENCY = ("--concurrency {n} is above {limit}: measured on a 2-core machine, one runner process stops "
+                        "getting faster past {limit} requests in flight (at about 300-400 requests/s its own CPU, "
+                        "one event loop, is the limit, not the server); higher values add open connections, not "
+                        "throughput: to go faster, run several processes (on different models or question files) or "
+                        "use a faster machine")
 # What may follow a requested model id in the served one and still name the same model: a dated or numbered
 # snapshot (gpt-4o-2024-08-06, gpt-4-0613, gemini-1.5-flash-002, claude-3-5-sonnet@20240620) or Ollama's :latest.
 SNAPSHOT_SUFFIX = re.compile(r"^(?:(?:-\d+)+|@\d+|:latest)$")
@@ -272,9 +281,16 @@ class OpenAIGenerator(Generator):
             key = get_key(info.key_env_vars, self.spec.label)
         self.token_field = "max_completion_tokens"
         self.reasoning = is_reasoning_model(self.spec.model_id)
+        # The pool sized to --concurrency, keep-alive included (the SDK's defaults: up to 1,000 connections, 100 of
+        # them kept alive), so every connection the run opens is reused and none is closed while requests wait.
+        concurrency = self.settings.concurrency
+        if concurrency > MAX_USEFUL_CONCURRENCY:  # once per model and run, before any request
+            log.warning("warning: %s: %s", self.spec.label,
+                        TOO_MUCH_CONCURRENCY.format(n=concurrency, limit=MAX_USEFUL_CONCURRENCY))
+        limits = httpx_limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         self._client: Any = AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0,
                                         timeout=self.settings.timeout_s,
-                                        http_client=DefaultAsyncHttpxClient(verify=tls_context()))
+                                        http_client=DefaultAsyncHttpxClient(verify=tls_context(), limits=limits))
 
     def messages(self, request: Request) -> list[dict[str, str]]:
         """The persona as the system (or developer) message, then the question, or the conversation's turns as they
@@ -473,6 +489,13 @@ class OpenAIGenerator(Generator):
     def close(self) -> None:
         """Drop the client (its pool was closed by ``aclose``)."""
         self._client = None
+
+
+def httpx_limits(**limits: int) -> Any:
+    """``httpx.Limits`` of the httpx the openai SDK uses (its default limits' class)."""
+    from openai._constants import DEFAULT_CONNECTION_LIMITS
+
+    return type(DEFAULT_CONNECTION_LIMITS)(**limits)
 
 
 @functools.cache

@@ -196,3 +196,51 @@ def test_both_modes_through_the_cli(cli: Callable[..., Any], tmp_path: Path, smo
     assert (out / "scores.png").stat().st_size > 1000 and "log-likelihood" in (out / "leaderboard.md").read_text()
     again = cli("score", "--scoring", "loglik", "--models", "smollm2-135m-instruct", "--output-dir", str(out))
     assert again.returncode == 0 and "2 answer(s) already saved, skipped" in again.stderr
+
+
+class _NoHook(torch.nn.Module):
+    """A causal LM whose forward takes only the input ids: no way to limit its logits (the full path runs)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__()
+        self.inner, self.config, self.calls = inner, inner.config, []
+
+    def forward(self, input_ids: Any) -> Any:
+        self.calls.append(tuple(input_ids.shape))
+        return self.inner(input_ids)
+
+
+class _IntHook(_NoHook):
+    """A causal LM with the older ``num_logits_to_keep`` (an int: the last positions only)."""
+
+    def forward(self, input_ids: Any, num_logits_to_keep: int = 0) -> Any:  # type: ignore[override]
+        self.calls.append(num_logits_to_keep)
+        return self.inner(input_ids, logits_to_keep=num_logits_to_keep)
+
+
+def test_only_the_scored_positions_are_computed_and_agree_with_the_full_output(smollm: tuple[Any, Any]) -> None:
+    """The gathered path (logits and softmax at the continuation positions only) against the whole output, on a
+    tiny random model: right-padded rows of different lengths, one- and several-token continuations."""
+    from runner.providers.local.loglik import logits_to_keep_argument
+
+    _, tok = smollm
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    tiny = transformers.LlamaForCausalLM(config).eval()
+    pairs = [("Question: Which drug is an oral vitamin K antagonist?\nAnswer:", f" {c}") for c in "ABCD"]
+    pairs += [("The heart has four ", "chambers"), ("Short", " and a much longer continuation of several tokens"),
+              ("Patients with atrial fibrillation are at risk of", " embolic stroke"), ("", "Hello there")]
+    assert logits_to_keep_argument(tiny) == "logits_to_keep"
+    fast = loglikelihoods(tiny, tok, pairs, batch_size=3)
+    plain = _NoHook(tiny)
+    assert logits_to_keep_argument(plain) is None
+    full = loglikelihoods(plain, tok, pairs, batch_size=3)
+    assert plain.calls and all(len(shape) == 2 for shape in plain.calls)  # the fallback ran, once per batch
+    older = _IntHook(tiny)
+    assert logits_to_keep_argument(older) == "num_logits_to_keep"
+    last = loglikelihoods(older, tok, pairs, batch_size=3)
+    assert older.calls and all(isinstance(k, int) and k > 0 for k in older.calls)
+    for got in (fast, last):
+        assert [lp for lp, _ in got] == pytest.approx([lp for lp, _ in full], abs=1e-5)
+        assert [g for _, g in got] == [g for _, g in full]

@@ -91,8 +91,12 @@ def loglikelihoods(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]],
         inp = tuple((ctx + cont)[-(limit + 1):][:-1])
         plan.append((inputs.setdefault(inp, len(inputs)), cont))
     unique = list(inputs)
+    needed = [0] * len(unique)  # how many last positions of each input are scored (its longest continuation)
+    for index, cont in plan:
+        needed[index] = max(needed[index], len(cont))
     order = sorted(range(len(unique)), key=lambda i: (-len(unique[i]), unique[i]))  # longest first, as the harness
     device = next(model.parameters()).device
+    keep = logits_to_keep_argument(model)
     rows: dict[int, Any] = {}
     with torch.inference_mode():
         for start in range(0, len(order), max(1, batch_size)):
@@ -101,17 +105,72 @@ def loglikelihoods(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]],
             batch = torch.zeros((len(chunk), width), dtype=torch.long)
             for row, i in enumerate(chunk):
                 batch[row, :len(unique[i])] = torch.tensor(unique[i], dtype=torch.long)
-            logprobs = F.log_softmax(model(batch.to(device)).logits, dim=-1).cpu()
-            for row, i in enumerate(chunk):
-                rows[i] = logprobs[row, :len(unique[i])]
+            wanted = [(len(unique[i]) - needed[i], len(unique[i])) for i in chunk]
+            picked = None
+            if keep and all(a >= 0 for a, _ in wanted):
+                picked = scored_positions(model, batch.to(device), wanted, keep)
+                keep = keep if picked is not None else None  # an output of another shape: the full path from now
+            if picked is None:  # the model's forward cannot limit its logits: the whole output, as the harness
+                logprobs = F.log_softmax(model(batch.to(device)).logits, dim=-1)
+                picked = [logprobs[row, :b][a:b] for row, (a, b) in enumerate(wanted)]
+            for i, part in zip(chunk, picked, strict=True):
+                rows[i] = part.cpu()
     results = []
     for index, cont in plan:
-        length = len(unique[index])
-        picked = rows[index][length - len(cont):length]
+        part = rows[index][needed[index] - len(cont):]  # the last len(cont) of the input's scored positions
         target = torch.tensor(cont, dtype=torch.long)
-        greedy = bool((picked.argmax(dim=-1) == target).all())
-        results.append((float(picked.gather(1, target.unsqueeze(-1)).sum()), greedy))
+        greedy = bool((part.argmax(dim=-1) == target).all())
+        results.append((float(part.gather(1, target.unsqueeze(-1)).sum()), greedy))
     return results
+
+
+def logits_to_keep_argument(model: Any) -> str | None:
+    """The name under which the model's forward computes logits for some positions only: ``logits_to_keep``
+    (transformers >= 4.50, an int or a tensor of positions), ``num_logits_to_keep`` (earlier, an int: the last
+    positions), or None when it takes neither (the whole output is computed)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return None
+    for name in ("logits_to_keep", "num_logits_to_keep"):
+        if name in parameters:
+            return name
+    return None
+
+
+def scored_positions(model: Any, batch: Any, wanted: Sequence[tuple[int, int]], keep: str) -> list[Any] | None:
+    """Log-probabilities of positions ``wanted[row]`` (start, end) of each row of ``batch``, with the model's
+    output layer and the softmax over the vocabulary run on those positions only (plus, for an int argument,
+    those after them up to the batch's width); None when the model's output does not have the expected shape.
+
+    Rows are right-padded, so a short row's positions are not the batch's last ones: with ``logits_to_keep`` the
+    union of the rows' positions is asked for as a tensor; with ``num_logits_to_keep`` (an int) the last positions
+    from the earliest one wanted. The model's own forward computes the logits (its final norm, output layer and any
+    logit scaling or soft-capping), so they are the same numbers the whole output holds at those positions.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if keep == "logits_to_keep":
+        positions = sorted({p for a, b in wanted for p in range(a, b)})
+        argument: Any = torch.tensor(positions, dtype=torch.long, device=batch.device)
+    else:
+        first = min(a for a, _ in wanted)
+        positions = list(range(first, batch.shape[1]))
+        argument = len(positions)
+    if not positions:
+        return None
+    logits = model(batch, **{keep: argument}).logits
+    if tuple(logits.shape[:2]) != (batch.shape[0], len(positions)):
+        return None
+    column = {p: c for c, p in enumerate(positions)}
+    row_index = [row for row, (a, b) in enumerate(wanted) for _ in range(a, b)]
+    col_index = [column[p] for a, b in wanted for p in range(a, b)]
+    gathered = logits[torch.tensor(row_index, device=logits.device), torch.tensor(col_index, device=logits.device)]
+    logprobs = F.log_softmax(gathered, dim=-1)
+    return list(torch.split(logprobs, [b - a for a, b in wanted]))
 
 
 def score_requests(model: Any, tokenizer: Any, requests: Sequence[LoglikRequest], batch_size: int = 8,

@@ -172,6 +172,10 @@ def main() -> None:
 
         generator = HFGenerator(resolve_model("smollm2-135m-instruct"), settings)
         generator.load()
+        if not Path(args.harness_python).exists():
+            raise SystemExit(f"no lm-evaluation-harness environment at {args.harness_python}; make one with: python -m "
+                             "venv /tmp/lmenv && /tmp/lmenv/bin/pip install torch==2.13.0 transformers==5.23.0 "
+                             "lm-eval==0.4.13 gguf (or give --harness-python PATH)")
         harness = Harness(args.harness_python, folder, pairs_file, args.batch_size)
         tokens = sum(len(generator.tokenizer.encode(r.context)) for r in requests) / len(requests)
         print(f"{len(requests)} MedQA-style questions x 4 choices, {tokens:.0f} prompt tokens on average, "

@@ -462,3 +462,16 @@ def test_a_questions_samples_are_graded_and_averaged(tmp_path: Path, judge: Fake
     assert list((out / "sc" / "_grades" / "judge-1").rglob("_samples/3/2.json"))  # kept like the samples
     assert main(["grade", "-j", "openai:judge-1", "-o", str(out), "--no-progress"]) == 0
     assert judge.count == 6  # and skipped on a re-run
+
+
+def test_grading_again_with_other_judge_settings_says_it_replaces_the_grades(tmp_path: Path, judge: FakeServer,
+                                                                            capsys) -> None:
+    judge.responder = lambda r: verdict(True)
+    out = answer_first(tmp_path, questions(tmp_path))
+    assert main(["grade", "-j", "openai:judge-1", "-o", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["grade", "-j", "openai:judge-1", "-o", str(out), "--no-progress", "--temperature", "0.5"]) == 0
+    assert "Replaced 2 saved grade(s): made of answers answered again since, or with another judge setting" in \
+        capsys.readouterr().err
+    grade = json.loads(next((out / "open" / "_grades").rglob("1.json")).read_text())
+    assert grade["settings"]["temperature"] == 0.5

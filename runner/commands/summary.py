@@ -42,7 +42,11 @@ def format_summary(report: RunReport) -> str:
     else:
         out += (f"\n\nAnswers saved under {report.output_dir}/{report.set_name}/<persona>/{folder}/ (question set "
                 f"{report.set_name!r}); run manifest: {report.manifest_path}")
-    if replaced:
+    if replaced and grading:
+        what = "comparison(s)" if report.kind == "pairwise" else "grade(s)"
+        out += (f"\nReplaced {replaced} saved {what}: made of answers answered again since, or with another judge "
+                "setting, template or rubric (the saved ones are overwritten).")
+    elif replaced:
         why = f" ({changed} because the question changed)" if changed else ""
         out += f"\nReplaced {replaced} saved answer(s){why}."
     unsaved = sum(s.unsaved for s in report.summaries)

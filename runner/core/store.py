@@ -294,26 +294,35 @@ class SetStore:
 
     def grades(self, judge_folder: str) -> SetStore:
         """The grades one judge (``slug`` or ``slug@tag``) gave this set's answers, kept like answers."""
-        grades = SetStore(self.root, self.name)
-        grades.path = self.path / GRADES_DIR / judge_folder
+        return self._judge_space(GRADES_DIR, judge_folder)
+
+    def _judge_space(self, kind_dir: str, judge_folder: str) -> SetStore:
+        """``<set>/<kind_dir>/<judge>``: where one judge's records of one kind go, a store space like the set's."""
+        space = SetStore(self.root, self.name)
+        space.path = self.path / kind_dir / judge_folder
         for part in judge_folder.split("@"):
             if not SAFE_PART.match(part) or part in (".", ".."):
                 raise UsageError(f"unsafe name for an output folder: {judge_folder!r}")
-        check_inside(self.root, grades.path)
-        return grades
+        check_inside(self.root, space.path)
+        return space
+
+    def _judge_records(self, kind_dir: str, question: int | None = None) -> list[Record]:
+        """Every record under ``<set>/<kind_dir>/<judge>/<persona>/<folder>/`` (and its ``_samples/<k>/``), judge by
+        judge; only question ``question``'s when given."""
+        out: list[Record] = []
+        for judge_dir in _subdirs(self.path / kind_dir, self.root):
+            for persona_dir in _subdirs(judge_dir, self.root):
+                for folder in _subdirs(persona_dir, self.root):
+                    out.extend(_records_in(folder, self.name, question))
+                    for sample_dir in _subdirs(folder / SAMPLES_DIR, self.root):
+                        out.extend(_records_in(sample_dir, self.name, question))
+        return out
 
     def grade_records(self, question: int | None = None) -> list[Record]:
         """Every grade saved for this set's answers and their samples (``--samples``: under the graded model's
         ``_samples/<k>/``, each record naming its ``sample``), judge by judge; unreadable ones left out, warned.
         With ``question``, only that question's grades are read."""
-        out: list[Record] = []
-        for judge_dir in _subdirs(self.path / GRADES_DIR, self.root):
-            for persona_dir in _subdirs(judge_dir, self.root):
-                for folder in _subdirs(persona_dir, self.root):
-                    out.extend(_records_in(folder, self.name, question))
-                    for sample_dir in _subdirs(folder / SAMPLES_DIR, self.root):  # grades of samples 2..K
-                        out.extend(_records_in(sample_dir, self.name, question))
-        return out
+        return self._judge_records(GRADES_DIR, question)
 
     def samples(self, k: int) -> SetStore:
         """Where sample ``k`` (2, 3, ...) of each answer is kept, read and written like answers: each model folder's
@@ -344,23 +353,12 @@ class SetStore:
     def pairwise(self, judge_folder: str) -> SetStore:
         """The pairwise comparisons one judge (``slug`` or ``slug@tag``) made of this set's answers, kept like
         answers."""
-        pairwise = SetStore(self.root, self.name)
-        pairwise.path = self.path / PAIRWISE_DIR / judge_folder
-        for part in judge_folder.split("@"):
-            if not SAFE_PART.match(part) or part in (".", ".."):
-                raise UsageError(f"unsafe name for an output folder: {judge_folder!r}")
-        check_inside(self.root, pairwise.path)
-        return pairwise
+        return self._judge_space(PAIRWISE_DIR, judge_folder)
 
     def pairwise_records(self) -> list[Record]:
         """Every pairwise comparison saved for this set's answers, judge by judge (unreadable ones left out,
         warned)."""
-        out: list[Record] = []
-        for judge_dir in _subdirs(self.path / PAIRWISE_DIR, self.root):
-            for persona_dir in _subdirs(judge_dir, self.root):
-                for folder in _subdirs(persona_dir, self.root):
-                    out.extend(_records_in(folder, self.name))
-        return out
+        return self._judge_records(PAIRWISE_DIR)
 
     def write_embedding_matrix(self, persona: str, folder: str) -> Path | None:
         """Write ``embeddings.npy`` (rows in question order) and ``embeddings.json`` (row -> n) for an encoder."""

@@ -475,3 +475,20 @@ def test_grading_again_with_other_judge_settings_says_it_replaces_the_grades(tmp
         capsys.readouterr().err
     grade = json.loads(next((out / "open" / "_grades").rglob("1.json")).read_text())
     assert grade["settings"]["temperature"] == 0.5
+
+
+def test_an_empty_answer_is_graded_and_gets_no_credit(tmp_path: Path, judge: FakeServer) -> None:
+    from runner.providers.fake import FakeGenerator
+
+    # Question 1 answered, question 2 answered with nothing: the judge sees an empty last turn and finds nothing
+    # met, so the mean is (1 + 0) / 2, not 1 over the one answer with text.
+    path = write_jsonl(tmp_path / "e.jsonl", [
+        {"question": f"Open question {i}?", "rubrics": [{"criterion": "Says GOOD", "points": 5}]} for i in (1, 2)])
+    FakeGenerator.canned.extend(["GOOD answer", ""])
+    out = tmp_path / "out"
+    assert main(["run", "-q", str(path), "-m", "fake:canned", "-o", str(out), "--no-progress"]) == 0
+    judge.responder = lambda r: verdict("assistant: GOOD" in r.body["messages"][1]["content"])
+    assert main(["grade", "-j", "openai:judge-1", "-o", str(out), "--no-progress"]) == 0
+    assert judge.count == 2
+    (row,) = json.loads((out / "grades.json").read_text())["rows"]
+    assert row["overall"]["n_samples"] == 2 and row["overall"]["mean"] == pytest.approx(0.5)

@@ -119,14 +119,16 @@ def execute(args: argparse.Namespace) -> int:
     set_name = ref.name if ref else choose_set(snapshot, args.question_set)[0]
     if questions is None:
         questions = _questions_of(snapshot.info(set_name), set_name)
-    answers = [r for r in snapshot.records_of(set_name) if r.kind == "generate" and r.ok and (r.text or "").strip()]
+    # Every saved answer, an empty one too: the judge grades it (it meets no positive item), so a model that says
+    # nothing gets no credit rather than leaving the question out of its mean.
+    answers = [r for r in snapshot.records_of(set_name) if r.kind == "generate" and r.ok]
     answers = select_records(answers, _names(args.models), args.persona, f"question set {set_name!r}")
     if args.pairwise:
         return max(status, _pairwise(args, judges, answers, questions, set_name, output_dir))
     # Self-consistency: the samples 2..K of the answers chosen are graded too (a question's grade is their mean).
     chosen = {(r.persona, r.label) for r in answers}
     answers += [r for r in Store(output_dir).questions_set(set_name).sample_records()
-                if (r.persona, r.label) in chosen and r.ok and (r.text or "").strip()]
+                if (r.persona, r.label) in chosen and r.ok]
     targets, skipped = _targets(answers, questions, args.rubric)
     if skipped:
         log.info("%d answer(s) not graded: %s", sum(skipped.values()),

@@ -79,12 +79,17 @@ class Question:
         return bool(self.options) and self.answer is not None
 
     def content_hash(self) -> str:
-        """A hash of everything that is sent to a model (text, context, options)."""
+        """A hash of everything that is sent to a model (text, context, options); computed once per question."""
+        cached = self.__dict__.get("_content_hash")
+        if cached is not None:
+            return cached
         content: list[Any] = [self.question, self.context, self.options]
         if self.messages is not None:  # only then, so the hash of a plain question is unchanged
             content.append([[m.role, m.content] for m in self.messages])
         blob = json.dumps(content, ensure_ascii=False, sort_keys=True)
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+        digest = hashlib.sha256(blob.encode("utf-8")).hexdigest()
+        object.__setattr__(self, "_content_hash", digest)  # not a field: equality and copies are unchanged
+        return digest
 
 
 def format_user_message(q: Question) -> str:

@@ -198,20 +198,23 @@ def _file_kind(mode: int) -> str:
     return "not a regular file"
 
 
-def read_json_file(path: Path) -> Any:
+def read_json_file(path: Path | str, *, listed_regular: bool = False) -> Any:
     """The parsed JSON of one store file; None when there is none. BadFile when it exists but cannot be used.
 
     Only a regular file is ever opened (checked with ``lstat`` first, and again on the open file): a FIFO would
-    block the command, a device could be endless, and a symbolic link is never followed.
+    block the command, a device could be endless, and a symbolic link is never followed. ``listed_regular``: the
+    caller has just seen a regular file there (a folder listing), so the first check is skipped (the open never
+    follows a link and the open file is checked again).
     """
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise BadFile(f"cannot be read ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(mode):
-        raise BadFile(f"{_file_kind(mode)}, not a regular file")
+    if not listed_regular:
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise BadFile(f"cannot be read ({exc.strerror or exc})") from None
+        if not stat.S_ISREG(mode):
+            raise BadFile(f"{_file_kind(mode)}, not a regular file")
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
@@ -256,13 +259,13 @@ def skipped_note(path: Path) -> str:
     return f"skipped (question {n} counts as not answered: a run answers it again)" if n else "skipped"
 
 
-def read_record_json(path: Path) -> dict[str, Any] | None:
+def read_record_json(path: Path, *, listed_regular: bool = False) -> dict[str, Any] | None:
     """The parsed JSON object of one record file, or None when it is missing or cannot be used (with a warning).
 
-    The one place a record file is parsed.
+    The one place a record file is parsed (``listed_regular``: see ``read_json_file``).
     """
     try:
-        data = read_json_file(path)
+        data = read_json_file(path, listed_regular=listed_regular)
     except BadFile as exc:
         warn_once(path, str(exc), skipped_note(path))
         return None
@@ -272,15 +275,72 @@ def read_record_json(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def read_record(path: Path, set_name: str | None = None) -> Record | None:
-    """The Record saved at ``path``, or None when it is missing, unreadable or invalid (invalid ones with a warning)."""
-    data = read_record_json(path)
+def read_record(path: Path, set_name: str | None = None, *, listed_regular: bool = False,
+                pool: ValuePool | None = None) -> Record | None:
+    """The Record saved at ``path``, or None when it is missing, unreadable or invalid (invalid ones with a warning).
+
+    With ``pool``, values many records repeat (persona text, settings, options, ...) are shared (``ValuePool``).
+    """
+    data = read_record_json(path, listed_regular=listed_regular)
     if data is None:
         return None
     record, problem = check_record(data, set_name)
     if problem:
         warn_once(path, problem, skipped_note(path))
-    return record
+    return record if record is None or pool is None else pool.share(record)
+
+
+# Fields whose values repeat across a store's records (the same persona text, settings, question or options under
+# every persona and model): ``ValuePool`` keeps one object of each value.
+SHARED_FIELDS = ("kind", "set_name", "tag", "question", "context", "options", "answer", "task", "persona",
+                 "persona_sha256", "persona_text", "model", "alias", "provider", "model_id", "slug", "model_options",
+                 "settings", "finish_reason", "run_id", "messages", "extra")
+
+
+class ValuePool:
+    """One object per distinct value of the fields records repeat, for a command that holds many records.
+
+    A store of 150,000 answers repeats each persona text, settings block and question under every model and persona:
+    read as they are, those copies (and each record's own set of field names) take most of the memory. Records are
+    frozen, so sharing a value between them changes nothing they show.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[Any, Any] = {}
+
+    def share(self, record: Record) -> Record:
+        """``record`` with its repeated values (and its set of given field names) replaced by shared ones."""
+        values = record.__dict__
+        for name in SHARED_FIELDS:
+            value = values.get(name)
+            if value is None or isinstance(value, (int, float)):
+                continue
+            try:
+                token = (name, _frozen(value))
+            except TypeError:  # a value that cannot be a dictionary key: kept as it is
+                continue
+            values[name] = self._values.setdefault(token, value)
+        given = record.__pydantic_fields_set__
+        object.__setattr__(record, "__pydantic_fields_set__", self._values.setdefault(frozenset(given), given))
+        return record
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in for a JSON value (TypeError for one that has none)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        flat = ("d", tuple(value.items()), tuple(map(type, value.values())))  # 0 and 0.0, 1 and True: apart
+        try:  # a flat dictionary (settings, options): one call in C
+            hash(flat)
+            return flat
+        except TypeError:
+            pass
+        return ("d", tuple((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("l", tuple(_frozen(v) for v in value))
+    hash(value)
+    return (type(value), value)
 
 
 def as_records(records: Any) -> list[Record]:

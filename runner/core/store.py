@@ -43,10 +43,13 @@ from pathlib import Path
 from typing import Any
 
 from runner.core.errors import UsageError
+from runner.core.index import Index
+from runner.core.modes import default_file_mode
 from runner.core.records import (
     BadFile,
     Record,
     Snapshot,
+    ValuePool,
     check_record,
     read_json_file,
     read_record,
@@ -69,25 +72,6 @@ SAMPLES_DIR = "_samples"
 SET_FILE = "set.json"
 LEGACY_SET = "legacy"
 DEFAULT_SET = "questions"
-
-
-def current_umask() -> int:
-    """The process's umask (read from ``/proc`` where it can be, which changes nothing; else set and restored)."""
-    try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def default_file_mode() -> int:
-    """The permissions a plain ``open(path, "w")`` gives a new file: 0o666 less the umask (0o644 under 022)."""
-    return 0o666 & ~current_umask()
 
 
 def encode_record(record: dict[str, Any]) -> str:
@@ -291,6 +275,17 @@ class SetStore:
         elif body is not None:
             atomic_write(path / f"{n}.txt", body, root=self.root)
         atomic_write(path / f"{n}.json", encode_record(record), root=self.root)
+        has_txt = not record.get("error") and (body is not None or (path / f"{n}.txt").is_file())
+        Index.of(self.root).note(path / f"{n}.json", record, has_txt)
+
+    def saved_keys(self, persona: str, folder: str) -> dict[int, str]:
+        """The key of every answer saved in one model folder (a valid, successful record with its ``.txt``), by
+        question number, from the store's index once checked against the files (``core/index.py``).
+
+        A question missing here may still be saved (read its record to know): this is the fast path of a resume.
+        """
+        rows = Index.of(self.root).folder(self.model_dir(persona, folder))
+        return {row.n: row.key for row in rows.values() if row.saved and row.key is not None}
 
     def grades(self, judge_folder: str) -> SetStore:
         """The grades one judge (``slug`` or ``slug@tag``) gave this set's answers, kept like answers."""
@@ -310,12 +305,13 @@ class SetStore:
         """Every record under ``<set>/<kind_dir>/<judge>/<persona>/<folder>/`` (and its ``_samples/<k>/``), judge by
         judge; only question ``question``'s when given."""
         out: list[Record] = []
+        root, pool = (self.root if question is None else None), ValuePool()
         for judge_dir in _subdirs(self.path / kind_dir, self.root):
             for persona_dir in _subdirs(judge_dir, self.root):
                 for folder in _subdirs(persona_dir, self.root):
-                    out.extend(_records_in(folder, self.name, question))
+                    out.extend(_records_in(folder, self.name, question, root=root, pool=pool))
                     for sample_dir in _subdirs(folder / SAMPLES_DIR, self.root):
-                        out.extend(_records_in(sample_dir, self.name, question))
+                        out.extend(_records_in(sample_dir, self.name, question, root=root, pool=pool))
         return out
 
     def grade_records(self, question: int | None = None) -> list[Record]:
@@ -339,6 +335,7 @@ class SetStore:
         """Every saved sample 2..K of this set's answers (``--samples``), model folder by model folder, sample by
         sample; each record's ``sample`` is its number (its folder's). Unreadable ones are left out, warned."""
         out: list[Record] = []
+        pool = ValuePool()
         for persona_dir in _subdirs(self.path, self.root):
             if persona_dir.name.startswith("_"):  # _grades, _pairwise: no persona name starts with _
                 continue
@@ -347,7 +344,7 @@ class SetStore:
                             if d.name.isascii() and d.name.isdigit() and int(d.name) >= 2]
                 for k, sample_dir in sorted(numbered):
                     out.extend(r if r.sample == k else r.model_copy(update={"sample": k})
-                               for r in _records_in(sample_dir, self.name))
+                               for r in _records_in(sample_dir, self.name, root=self.root, pool=pool))
         return out
 
     def pairwise(self, judge_folder: str) -> SetStore:
@@ -716,19 +713,32 @@ def _numbered(folder: Path) -> list[Path]:
 def _set_records(set_dir: Path, root: Path, question: int | None = None) -> Iterator[Record]:
     """The records of one question set folder, persona by persona, model by model (only question ``question``'s
     when given)."""
+    pool = ValuePool()
     for persona_dir in _subdirs(set_dir, root):
         for folder in _subdirs(persona_dir, root):
-            yield from _records_in(folder, set_dir.name, question)
+            yield from _records_in(folder, set_dir.name, question, root=root, pool=pool)
 
 
-def _records_in(folder: Path, set_name: str | None = None, question: int | None = None) -> Iterator[Record]:
+def _records_in(folder: Path, set_name: str | None = None, question: int | None = None, *,
+                root: Path | None = None, pool: ValuePool | None = None) -> Iterator[Record]:
     """The valid records of one model folder, in number order (unreadable or invalid ones left out); with
-    ``question``, only that question's record is read (no listing of the folder's files)."""
+    ``question``, only that question's record is read (no listing of the folder's files).
+
+    With ``root``, the folder is listed through the store's index (``core/index.py``), which it also brings up to
+    date; ``pool`` shares the values records repeat (``ValuePool``).
+    """
+    if question is None and root is not None:
+        rows = Index.of(root).folder(folder)
+        for row in sorted(rows.values(), key=lambda r: r.n):
+            record = read_record(folder / row.name, set_name, listed_regular=row.problem is None, pool=pool)
+            if record is not None:
+                yield record
+        return
     paths = _numbered(folder) if question is None else [folder / f"{question}.json"]
     for path in paths:
         if question is not None and not os.path.lexists(path):
             continue
-        record = read_record(path, set_name)
+        record = read_record(path, set_name, pool=pool)
         if record is not None:
             yield record
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from runner.core.credentials import redact
 from runner.core.errors import ModelUnavailable, RunnerError, UsageError
+from runner.core.index import Index
 from runner.core.personas import DEFAULT_PERSONA, Persona, resolve_persona
 from runner.core.questions import Question, load_questions
 from runner.core.settings import GenerationSettings, ModelEntry
@@ -143,6 +144,7 @@ def run(
                             summary=[vars(s) for s in report.summaries])
             if stop.reason or crash:
                 manifest["stopped_because"] = stop.reason or crash
+            Index.of(store.root).flush()  # the rows of the records saved last (lost rows are found again anyway)
             close_manifest(store, report, manifest)
     return report
 
@@ -272,11 +274,19 @@ def _plan(spec: ModelSpec, kind: Kind, questions: Sequence[Question], personas: 
     conflicts: dict[tuple[str, str], Conflict] = {}
     for persona in personas:
         plan.space.model_dir(persona.name, folder)  # refuses unsafe names before any work
+    saved: dict[Path, dict[int, str]] = {}  # each folder's saved keys, from the store's index
     for unit in kind.expand(kind.units(questions, personas), spec, settings):
         summary = plan.summaries[unit.persona.name]
         where = unit.folder or folder
         key = kind.unit_key(unit, spec, settings)
         unit_space = kind.unit_space(plan.space, unit)
+        if not force:
+            place = unit_space.model_dir(unit.persona.name, where)
+            if place not in saved:
+                saved[place] = unit_space.saved_keys(unit.persona.name, where)
+            if saved[place].get(unit.question.n) == key:  # saved for exactly this key: the record need not be read
+                summary.skipped += 1
+                continue
         record = unit_space.load_record(unit.persona.name, where, unit.question.n)
         state = kind.state(record, key, unit.question)
         if state == SAME and not force:

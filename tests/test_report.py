@@ -355,7 +355,9 @@ def test_scores_section_matches_collect_scores(mcq_store: Path, mcq_report: Path
     import base64
 
     assert base64.b64decode(images[0].split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
-    assert sorted(p.name for p in mcq_store.iterdir() if p.is_file()) == [".lock", "report.html"]
+    written = sorted(p.name for p in mcq_store.iterdir() if p.is_file() and not p.name.startswith("index.db"))
+    assert written == [".lock", "report.html"]  # (index.db*: the store's own index)
+    assert not (mcq_store / "report_pages").exists()  # one file: no pages folder
 
 
 def test_scores_follow_the_filters(mcq_store: Path) -> None:

@@ -1,18 +1,18 @@
 """The self-contained HTML report: run settings, a summary per model, and every question's answers in a grid.
 
-One file with inline CSS and JS only; it makes no request to any server and opens from ``file://``.
-Model output is always text: every value goes through ``html.escape`` (quotes included), and a
-Content-Security-Policy allows only the report's own script, so even a mistake could not run an answer.
+Inline CSS and JS only; it makes no request to any server and opens from ``file://``. Model output is always text:
+every value goes through ``html.escape`` (quotes included), and a Content-Security-Policy allows only the report's
+own script, so even a mistake could not run an answer. Up to ``SINGLE_FILE_MAX_ANSWERS`` answers it is one file;
+past that, ``write_report`` writes a small index and pages of questions beside it (``report_pages``).
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,18 @@ from runner.views.answers import (
     resolve_aliases,
     usage_parts,
 )
-from runner.views.report_assets import CSS, SCRIPT
+from runner.views.report_assets import document, esc
+from runner.views.report_pages import (
+    QUESTIONS_PER_PAGE,
+    SINGLE_FILE_MAX_ANSWERS,
+    PagedReport,
+    one_line,
+    only_wrong_switch,
+    pages_folder,
+    paginate,
+    question_link,
+    remove_stale_pages,
+)
 
 if TYPE_CHECKING:
     from runner.views.agreement import Agreement
@@ -47,15 +58,7 @@ PREVIEW = 600
 CARD_MIN, COLUMN_MIN, PERSONAS_THAT_FIT = "300px", "11.5rem", 5
 SETTINGS_SHOWN = ("max_new_tokens", "temperature", "top_p", "seed", "repetition_penalty", "batch_size", "concurrency",
                   "max_attempts", "timeout_s")
-
-
-# C0 control characters (escape sequences in model output) are invalid in HTML text: show their symbols instead.
-_CONTROLS = {c: 0x2400 + c for c in range(32) if chr(c) not in "\t\n\r"} | {0x7F: 0x2421}
-
-
-def esc(value: object) -> str:
-    """Any value as HTML text (quotes escaped too, so it is safe inside attributes)."""
-    return html.escape("" if value is None else str(value), quote=True).translate(_CONTROLS)
+UNPARSEABLE_LISTED = 200  # the scores section lists this many unparseable answers; ``export`` has every one
 
 
 @dataclass
@@ -120,6 +123,87 @@ def model_summaries(views: Sequence[QuestionAnswers], manifests: Sequence[dict[s
     return sorted(out.values(), key=lambda s: order.index(s.label) if s.label in order else len(order))
 
 
+@dataclass
+class _Report:
+    """What every part of one report is made from, read from the store once."""
+
+    title: str
+    question_set: str
+    views: list[QuestionAnswers]
+    output_dir: Path
+    sets: list[dict[str, Any]]
+    scores: list[TaskScore]
+    agreement: Agreement | None
+    grade_index: GradeIndex
+    votes: VoteIndex
+    top: list[str]  # the settings, models, scores and agreement sections
+    bottom: list[str]  # the grades and pairwise sections
+    sections: list[tuple[str, str]]  # (anchor, name) of the sections, for the contents
+    render_scores: Callable[[Callable[[int], str | None]], str] | None  # the scores section, given where #qN goes
+
+    @property
+    def answers(self) -> int:
+        """The answer cards of the report."""
+        return sum(len(v.answers) for v in self.views)
+
+    @property
+    def judged(self) -> bool:
+        """Whether some answer is a multiple-choice answer with a verdict."""
+        return any(a.verdict for v in self.views for a in v.answers)
+
+    def subtitle(self, extra: str = "") -> str:
+        """The line under the title: the set, its counts, the folder and when the report was made."""
+        labels = list(dict.fromkeys(m for v in self.views for m in v.models))
+        persona_names = list(dict.fromkeys(p for v in self.views for p in v.personas))
+        failed = sum(not a.ok for v in self.views for a in v.answers)
+        generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return (f"question set {self.question_set} · {_count(len(self.views), 'question')} · "
+                f"{_count(len(labels), 'model')} · {_count(len(persona_names), 'persona')} · "
+                f"{_count(self.answers, 'answer')} ({failed} failed){extra} · from {self.output_dir} · "
+                f"generated {generated}")
+
+    def header(self, extra: str = "") -> str:
+        """The report's header: title, subtitle and the line naming the folder's other question sets."""
+        return (f'<header class="top"><h1>{esc(self.title)}</h1><p>{esc(self.subtitle(extra))}</p>'
+                f"{_other_sets_line(self.output_dir, self.question_set, self.sets)}</header>")
+
+    def question(self, view: QuestionAnswers) -> str:
+        """One question's section with its grid of answer cards."""
+        return _question_section(view, self.agreement, self.grade_index, self.votes)
+
+
+def _prepare(source: StoreSource = DEFAULT_OUTPUT_DIR, *, models: Sequence[str] | None = None,
+             personas: Sequence[str] | None = None, agreement: Agreement | None = None,
+             title: str = "Model comparison report", question_set: str | None = None) -> _Report:
+    snapshot = open_store(source)
+    question_set, _ = choose_set(snapshot, question_set)
+    views = all_questions(snapshot, models, personas, question_set)
+    all_manifests = snapshot.manifests
+    manifests = [m for m in all_manifests if _in_set(m, question_set)]
+    scores = set_scores(snapshot, question_set, models, personas)
+    graded, grade_index = _grades(snapshot, question_set, views)
+    preferences = _preferences(snapshot, question_set)
+    sets = question_sets(snapshot)
+    shown = {v.n for v in views}
+    top = [_settings_section(manifests, question_set, sets, len(all_manifests)),
+           _summary_section(model_summaries(views, all_manifests), encoder_summary(snapshot, question_set))]
+    bottom = [_grades_section(graded) if graded and graded.rows else "",
+              _pairwise_section(preferences) if preferences and preferences.groups else ""]
+    sections = [("settings", "Run settings"), ("models", "Models")]
+    sections += [("scores", "Scores")] if scores else []
+    sections += [("grades", "Grades")] if graded and graded.rows else []
+    sections += [("pairwise", "Pairwise")] if preferences and preferences.groups else []
+    sections += [("agreement", "Agreement")] if agreement else []
+    return _Report(title=title, question_set=question_set, views=views, output_dir=Path(snapshot.root), sets=sets,
+                   scores=scores, agreement=agreement, grade_index=grade_index,
+                   votes=_votes(snapshot, question_set), top=top, bottom=bottom, sections=sections,
+                   render_scores=(lambda href: _scores_section(scores, shown, href)) if scores else None)
+
+
+def _agreement_part(report: _Report) -> list[str]:
+    return [_agreement_section(report.agreement)] if report.agreement else []
+
+
 def build_report(source: StoreSource = DEFAULT_OUTPUT_DIR, *, models: Sequence[str] | None = None,
                  personas: Sequence[str] | None = None, agreement: Agreement | None = None,
                  title: str = "Model comparison report", question_set: str | None = None) -> str:
@@ -127,65 +211,34 @@ def build_report(source: StoreSource = DEFAULT_OUTPUT_DIR, *, models: Sequence[s
 
     ``question_set`` None: the only set, or the latest run's. Multiple-choice answers get their verdict, and a
     scores section (the set's leaderboard, log-likelihood records included) comes after the model summary.
-    ``source`` is the output folder, or a snapshot of it (read once: every section is made from it).
+    ``source`` is the output folder, or a snapshot of it (read once: every section is made from it). Always one
+    file, whatever its size: ``write_report`` pages a report past ``SINGLE_FILE_MAX_ANSWERS`` answers.
     """
-    snapshot = open_store(source)
-    output_dir = snapshot.root
-    question_set, _ = choose_set(snapshot, question_set)
-    views = all_questions(snapshot, models, personas, question_set)
-    all_manifests = snapshot.manifests
-    manifests = [m for m in all_manifests if _in_set(m, question_set)]
-    scores = set_scores(snapshot, question_set, models, personas)
-    graded, grade_index = _grades(snapshot, question_set, views)
-    votes = _votes(snapshot, question_set)
-    preferences = _preferences(snapshot, question_set)
-    sets = question_sets(snapshot)
-    total = sum(len(v.answers) for v in views)
-    failed = sum(not a.ok for v in views for a in v.answers)
-    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    labels = list(dict.fromkeys(m for v in views for m in v.models))
-    persona_names = list(dict.fromkeys(p for v in views for p in v.personas))
-    judged = [v for v in views if any(a.verdict for a in v.answers)]
-    only_wrong = ""
-    if judged:
-        flagged = sum(v.disagreement for v in judged)
-        only_wrong = ('<label class="only-wrong" title="Show only the multiple-choice questions that some answer got '
-                      'wrong (or left unparseable), or where the answers chose different letters">'
-                      '<input type="checkbox" id="only-wrong"> Only wrong or disagreeing '
-                      f'<span class="count">{flagged} of {len(views)}</span></label>')
+    return _single_file(_prepare(source, models=models, personas=personas, agreement=agreement, title=title,
+                                 question_set=question_set))
+
+
+def _single_file(report: _Report) -> str:
+    views = report.views
+    only_wrong = only_wrong_switch(sum(v.disagreement for v in views), len(views), "") if report.judged else ""
+    scores = report.render_scores(lambda n: f"#q{n}") if report.render_scores else ""
     body = [
-        _settings_section(manifests, question_set, sets, len(all_manifests)),
-        _summary_section(model_summaries(views, all_manifests), encoder_summary(snapshot, question_set)),
-        _scores_section(scores, {v.n for v in views}) if scores else "",
-        _agreement_section(agreement) if agreement else "",
+        *report.top, scores, *_agreement_part(report),
         '<div class="toolbar"><button type="button" id="expand-all">Expand all answers</button>'
         '<button type="button" id="collapse-all">Collapse all answers</button></div>',
-        _grades_section(graded) if graded and graded.rows else "",
-        _pairwise_section(preferences) if preferences and preferences.groups else "",
-        *(_question_section(v, agreement, grade_index, votes) for v in views),
+        *report.bottom, *(report.question(v) for v in views),
     ]
-    script_hash = base64.b64encode(hashlib.sha256(SCRIPT.encode("utf-8")).digest()).decode("ascii")
-    csp = (f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{script_hash}'; img-src data:; "
-           "base-uri 'none'; form-action 'none'")
-    subtitle = (f"question set {question_set} · {_count(len(views), 'question')} · {_count(len(labels), 'model')} · "
-                f"{_count(len(persona_names), 'persona')} · {_count(total, 'answer')}"
-                f" ({failed} failed) · from {Path(output_dir)} · generated {generated}")
-    sections = [("settings", "Run settings"), ("models", "Models")]
-    sections += [("scores", "Scores")] if scores else []
-    sections += [("grades", "Grades")] if graded and graded.rows else []
-    sections += [("pairwise", "Pairwise")] if preferences and preferences.groups else []
-    sections += [("agreement", "Agreement")] if agreement else []
-    return "\n".join([
-        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{esc(csp)}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{esc(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
-        f'<header class="top"><h1>{esc(title)}</h1><p>{esc(subtitle)}</p>'
-        f"{_other_sets_line(output_dir, question_set, sets)}</header>",
-        '<div class="layout">', _toc(views, sections, only_wrong), f'<main id="main">{"".join(body)}</main>', "</div>",
-        "<footer>Answers are shown exactly as the models wrote them, as plain text. Costs are estimates from the "
-        "prices in the run manifests or the catalog. Made by medical-model-runner.</footer>",
-        f"<script>{SCRIPT}</script>", "</body>", "</html>", ""])
+    return document(report.title, report.header(), _toc(views, report.sections, only_wrong), "".join(body))
+
+
+def _paged_index(report: _Report, paged: PagedReport) -> str:
+    """The index of a paged report: every section but the questions, which are on the pages (one link each)."""
+    scores = report.render_scores(paged.href_from_index) if report.render_scores else ""
+    body = [*report.top, scores, *_agreement_part(report), *report.bottom, paged.index_section(report.judged),
+            paged.page_map(paged.folder_href)]
+    nav = paged.index_nav([*report.sections, ("questions", "Questions")], report.judged)
+    extra = f" · {len(paged.pages)} pages in {paged.folder.name}/"
+    return document(report.title, report.header(extra), nav, "".join(body))
 
 
 def _count(n: int, noun: str) -> str:
@@ -237,35 +290,52 @@ def _other_sets_line(output_dir: str | Path, question_set: str, sets: Sequence[d
 def write_report(source: StoreSource = DEFAULT_OUTPUT_DIR, out: str | Path | None = None, **kwargs: Any) -> Path:
     """Write the report to ``out`` (default ``<output folder>/report.html``) and return its path.
 
+    Up to ``SINGLE_FILE_MAX_ANSWERS`` answers, one file; past it, that file is the index of pages written to
+    ``<name>_pages/`` beside it (see ``write_report_files``, which takes the same arguments).
     Written atomically (a symbolic link at the path is replaced, never written through); the default path refuses
     an output folder reached through a link leading outside it. A folder that cannot be written is one UsageError
     naming the file and the fix.
+    """
+    return write_report_files(source, out, **kwargs)[0]
+
+
+def write_report_files(source: StoreSource = DEFAULT_OUTPUT_DIR, out: str | Path | None = None, *,
+                       single_file_max: int | None = None, questions_per_page: int | None = None,
+                       **kwargs: Any) -> tuple[Path, int]:
+    """``write_report``, returning the report's path and its number of pages (0: one file).
+
+    ``single_file_max`` (default ``SINGLE_FILE_MAX_ANSWERS``): the most answer cards one file holds; past it the
+    questions go on pages of ``questions_per_page`` (default ``QUESTIONS_PER_PAGE``), written one at a time so
+    memory holds one page's HTML. Page files an earlier, bigger report left beside it are removed (only those).
+    ``kwargs`` are ``build_report``'s.
     """
     root = source.root if isinstance(source, Snapshot) else Path(source)
     path = Path(out) if out else root / "report.html"
     fix = (f"make {path.parent} writable, or choose another --out PATH" if out else
            f"make {root} writable, or write the report elsewhere with --out PATH")
-    # A report is meant to be shared: readable by all (the temporary file behind the write is private).
-    return write_output(path, build_report(source, **kwargs), root=None if out else root, mode=0o644, fix=fix)
+    guard = None if out else root
+    report = _prepare(source, **kwargs)
+    limit = SINGLE_FILE_MAX_ANSWERS if single_file_max is None else single_file_max
+    if report.answers <= limit:
+        # A report is meant to be shared: readable by all (the temporary file behind the write is private).
+        write_output(path, _single_file(report), root=guard, mode=0o644, fix=fix)
+        remove_stale_pages(pages_folder(path))  # an earlier, bigger report's pages would mislead
+        return path, 0
+    paged = PagedReport(path, paginate(report.views, questions_per_page or QUESTIONS_PER_PAGE))
+    subtitle = report.subtitle()
+    paged.write(lambda page: paged.page_document(page, report.title, subtitle, report.sections, report.question),
+                root=guard, fix=fix)
+    write_output(path, _paged_index(report, paged), root=guard, mode=0o644, fix=fix)
+    remove_stale_pages(paged.folder, keep=len(paged.pages))
+    return path, len(paged.pages)
 
 
 def _toc(views: Sequence[QuestionAnswers], sections: Sequence[tuple[str, str]], only_wrong: str) -> str:
     head = "".join(f'<a href="#{anchor}">{esc(name)}</a>' for anchor, name in sections)
-    links = []
-    for v in views:
-        failed = sum(not a.ok for a in v.answers)
-        warn = f' <span class="warn" title="{failed} failed">●</span>' if failed else ""
-        links.append(f'<a class="qlink" href="#q{v.n}" data-disagree="{int(v.disagreement)}" '
-                     f'title="{esc(v.question)}"><span class="num">{v.n}</span>'
-                     f"{esc(_one_line(v.question, 90))}{warn}</a>")
+    links = "".join(question_link(v, f"#q{v.n}") for v in views)
     return ('<nav class="toc" aria-label="Contents"><h2>Report</h2>' + head
             + '<h2>Questions</h2><input id="toc-filter" type="search" placeholder="Filter questions" '
-              'aria-label="Filter questions">' + only_wrong + "".join(links) + "</nav>")
-
-
-def _one_line(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+              'aria-label="Filter questions">' + only_wrong + links + "</nav>")
 
 
 def _settings_section(manifests: Sequence[dict[str, Any]], question_set: str, sets: Sequence[dict[str, Any]],
@@ -345,8 +415,12 @@ def _encoder_line(row: dict[str, Any]) -> str:
     return f"{row['model']} ({row['persona']}: {row['embedded']} vectors{''.join(', ' + x for x in extra)})"
 
 
-def _scores_section(scores: Sequence[TaskScore], shown: set[int]) -> str:
-    """The set's leaderboard (accuracy % ± standard error), counts of unparseable and failed answers, and the chart."""
+def _scores_section(scores: Sequence[TaskScore], shown: set[int],
+                    href: Callable[[int], str | None] = lambda n: f"#q{n}") -> str:
+    """The set's leaderboard (accuracy % ± standard error), counts of unparseable and failed answers, and the chart.
+
+    Unparseable answers are listed (the first ``UNPARSEABLE_LISTED``), each linking to its question (``href``).
+    """
     from runner.views.scores import column_of, leaderboard, task_title, truncation_warnings
 
     columns, rows = leaderboard(scores)
@@ -384,14 +458,19 @@ def _scores_section(scores: Sequence[TaskScore], shown: set[int]) -> str:
     notes += truncation_warnings(scores)
     warn = "".join(f"<p class='warnline'>{esc(n)}</p>" for n in notes)
     unparseable = []
+    count = sum(len(s.unparseable) for s in scores)
     for s in scores:
-        for item in s.unparseable:
-            text = _one_line(str(item.get("text") or ""), 160) or "(empty)"
+        for item in s.unparseable[:UNPARSEABLE_LISTED - len(unparseable)]:
+            text = one_line(str(item.get("text") or ""), 160) or "(empty)"
             n = item.get("n")
-            where = f"<a href='#q{n}'>question {esc(n)}</a>" if n in shown else f"question {esc(n)}"
+            link = href(n) if n in shown else None
+            where = f"<a href='{esc(link)}'>question {esc(n)}</a>" if link else f"question {esc(n)}"
             unparseable.append(f"<li>{where} · {esc(s.label)} [{esc(s.persona)}] · "
                                f"{esc(task_title(column_of(s, scores)))}: <span class='muted'>{esc(text)}</span></li>")
-    listing = (f"<details><summary class='small muted'>Unparseable answers ({len(unparseable)}): no letter found; "
+    if count > len(unparseable):
+        unparseable.append(f"<li class='muted'>… and {count - len(unparseable):,} more: <code>export</code> lists "
+                           "every answer with the letter it chose</li>")
+    listing = (f"<details><summary class='small muted'>Unparseable answers ({count:,}): no letter found; "
                f"counted as wrong</summary><ul class='small plain'>{''.join(unparseable)}</ul></details>"
                if unparseable else "")
     table = ""
@@ -564,7 +643,7 @@ def _card(view: QuestionAnswers, answer: Answer | None, who: str, agreement: Agr
         meta.append("answered an older text of this question")
     verdict = _verdict_badge(answer, view.correct) + _votes_badge((votes or {}).get((answer.persona, answer.label,
                                                                                      view.n)))
-    head = (f'<div class="cardhead"><div class="who">{esc(who)}</div>{verdict}</div>'
+    head = (f'<div class="cardhead"><div class="who">{_esc_shared(who)}</div>{verdict}</div>'
             f'<div class="meta">{esc(" · ".join(meta))}</div>')
     prompt = (_thinking_details(answer) + _prompt_details(answer)
               + _grade_details((grades or {}).get((answer.persona, answer.label, view.n, 1), [])))
@@ -731,9 +810,16 @@ def _thinking_details(answer: Answer) -> str:
 def _prompt_details(answer: Answer) -> str:
     """The prompt an answer was given, folded under it: the system prompt and the user message, or for a local model
     the whole prompt text it received."""
-    parts = "".join(f'<div class="ptitle">{esc(heading)}</div><div class="ptext">{esc(text)}</div>'
+    shown = "".join(f'<div class="ptitle">{_esc_shared(heading)}</div><div class="ptext">{_esc_shared(text)}</div>'
                     for heading, text in answer.prompt_parts())
-    return f'<details class="prompt"><summary>Prompt sent</summary>{parts}</details>'
+    return f'<details class="prompt"><summary>Prompt sent</summary>{shown}</details>'
+
+
+@lru_cache(maxsize=256)
+def _esc_shared(text: str) -> str:
+    """``esc`` of a text many answers share, made once: a persona's system prompt, a question's user message under
+    several personas or models (most of a large report's text)."""
+    return esc(text)
 
 
 def _verdict_badge(answer: Answer, right: str | None) -> str:

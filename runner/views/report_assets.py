@@ -1,6 +1,13 @@
-"""The inline stylesheet and script of the HTML report (no external resource of any kind)."""
+"""The inline stylesheet and script of the HTML report (no external resource of any kind), its
+Content-Security-Policy, and the document shell every report file (the one file, or the index and its pages) shares.
+"""
 
 from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import re
 
 CSS = """
 :root { --bg:#f6f7f9; --panel:#fff; --ink:#1d2330; --muted:#5f6b7a; --line:#dfe3ea; --accent:#2457c5;
@@ -97,38 +104,85 @@ table.matrix { width:auto; }
 table.matrix td.v { text-align:center; font-variant-numeric:tabular-nums; min-width:4.2em; }
 table.matrix th.rot { white-space:nowrap; }
 footer { color:var(--muted); font-size:12px; padding:0 28px 30px; }
+.pager { display:flex; gap:8px 16px; flex-wrap:wrap; align-items:baseline; margin:0 0 14px; font-size:13.5px; }
+.pager a { color:var(--accent); text-decoration:none; } .pager a:hover { text-decoration:underline; }
+nav.toc .pager { margin:8px 4px; gap:4px 10px; } nav.toc .pager a { display:inline; padding:0; }
+nav.toc a.plink .count { color:var(--muted); font-size:12px; }
+table.pages td.first { max-width:32em; overflow:hidden; text-overflow:ellipsis; white-space:nowrap; }
 @media (max-width: 900px) { .layout { grid-template-columns:1fr; } nav.toc { position:static; max-height:40vh;
   border-right:0; border-bottom:1px solid var(--line); } main { padding:16px; } }
-@media print { nav.toc, .toolbar { display:none; } .layout { display:block; } }
+@media print { nav.toc, .toolbar, .pager { display:none; } .layout { display:block; } }
 """
 
-# Small and dependency-free; the report reads fine without it (anchors and <details> are plain HTML).
+# Small and dependency-free; the report reads fine without it (anchors and <details> are plain HTML). One script for
+# every file of a report (the one file, a paged report's index and its pages), so they share one policy: each part
+# acts only where its elements are. A paged report's files carry ``#page-map``: the first question number of each
+# page, so ``#qN`` (a link, a bookmark, a number typed in the filter box) finds the page that holds question N.
 SCRIPT = """
 (function () {
   var filter = document.getElementById('toc-filter');
   var onlyWrong = document.getElementById('only-wrong');
   var links = Array.prototype.slice.call(document.querySelectorAll('nav.toc a.qlink'));
   var sections = Array.prototype.slice.call(document.querySelectorAll('section.question'));
+  var map = document.getElementById('page-map');
+  var firsts = map ? map.getAttribute('data-firsts').split(' ').map(Number) : [];
+  // The page that holds question n (the last whose first question is <= n), as a link; null when none does.
+  function pageHref(n) {
+    var lo = 0, hi = firsts.length - 1, found = -1;
+    while (lo <= hi) {
+      var mid = (lo + hi) >> 1;
+      if (firsts[mid] <= n) { found = mid; lo = mid + 1; } else { hi = mid - 1; }
+    }
+    if (found < 0) { return null; }
+    var k = String(found + 1);
+    while (k.length < 4) { k = '0' + k; }
+    return map.getAttribute('data-folder') + '/page-' + k + '.html#q' + n;
+  }
+  function number() {
+    var raw = filter ? filter.value.trim() : '';
+    return /^[0-9]+$/.test(raw) ? parseInt(raw, 10) : null;
+  }
   // The question list follows the text filter and "Only wrong or disagreeing"; the questions follow the latter.
+  // A paged report's index lists pages: a number shows the page that holds it.
   function apply() {
     var needle = filter ? filter.value.toLowerCase() : '';
+    var n = number();
     var only = !!(onlyWrong && onlyWrong.checked);
     links.forEach(function (a) {
-      var off = a.textContent.toLowerCase().indexOf(needle) === -1 ||
-        (only && a.getAttribute('data-disagree') !== '1');
-      a.style.display = off ? 'none' : '';
+      var first = a.getAttribute('data-first');
+      var match = n !== null && first !== null ? n >= +first && n <= +a.getAttribute('data-last')
+        : a.textContent.toLowerCase().indexOf(needle) !== -1;
+      a.style.display = !match || (only && a.getAttribute('data-disagree') !== '1') ? 'none' : '';
     });
     sections.forEach(function (s) {
       s.style.display = only && s.getAttribute('data-disagree') !== '1' ? 'none' : '';
     });
   }
-  if (filter) { filter.addEventListener('input', apply); }
+  if (filter) {
+    filter.addEventListener('input', apply);
+    filter.addEventListener('keydown', function (e) {  // Enter on a number: go to that question
+      var n = number();
+      if (e.key !== 'Enter' || n === null) { return; }
+      if (document.getElementById('q' + n)) { location.hash = '#q' + n; return; }
+      var href = map ? pageHref(n) : null;
+      if (href) { location.href = href; }
+    });
+  }
   if (onlyWrong) { onlyWrong.addEventListener('change', apply); }
   apply();  // a filter the browser restored (back, reload) applies at once
+  // #qN of a question on another page (a paged report): go to the page that holds it.
+  function follow() {
+    var m = /^#q([0-9]+)$/.exec(location.hash);
+    if (m && map && !document.getElementById('q' + m[1])) {
+      var href = pageHref(parseInt(m[1], 10));
+      if (href) { location.replace(href); }
+    }
+  }
   function mark() {
     links.forEach(function (a) { a.classList.toggle('current', a.getAttribute('href') === location.hash); });
   }
-  window.addEventListener('hashchange', mark);
+  window.addEventListener('hashchange', function () { follow(); mark(); });
+  follow();
   mark();
   function toggleAll(open) {
     document.querySelectorAll('details.more').forEach(function (d) { d.open = open; });
@@ -139,3 +193,34 @@ SCRIPT = """
   if (collapse) { collapse.addEventListener('click', function () { toggleAll(false); }); }
 })();
 """
+
+_SCRIPT_HASH = base64.b64encode(hashlib.sha256(SCRIPT.encode("utf-8")).digest()).decode("ascii")
+# Only the report's own script (by hash) runs; no external resource of any kind; images only as data: URLs.
+CSP = (f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{_SCRIPT_HASH}'; img-src data:; "
+       "base-uri 'none'; form-action 'none'")
+FOOTER = ("<footer>Answers are shown exactly as the models wrote them, as plain text. Costs are estimates from the "
+          "prices in the run manifests or the catalog. Made by medical-model-runner.</footer>")
+
+# C0 control characters (escape sequences in model output) are invalid in HTML text: show their symbols instead.
+_CONTROLS = {c: 0x2400 + c for c in range(32) if chr(c) not in "\t\n\r"} | {0x7F: 0x2421}
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def esc(value: object) -> str:
+    """Any value as HTML text (quotes escaped too, so it is safe inside attributes)."""
+    text = html.escape("" if value is None else str(value), quote=True)
+    return text.translate(_CONTROLS) if _CONTROL.search(text) else text  # a search is far faster than translate
+
+
+def document(title: str, header: str, nav: str, main: str, head_extra: str = "") -> str:
+    """One report file: the head (charset, the Content-Security-Policy, the stylesheet), ``header`` (HTML), the
+    contents ``nav`` beside ``main`` (HTML), the footer and the script. ``title`` is plain text."""
+    return "\n".join([
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{esc(CSP)}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">', *([head_extra] if head_extra else []),
+        f"<title>{esc(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>", header,
+        '<div class="layout">', nav, f'<main id="main">{main}</main>', "</div>", FOOTER,
+        f"<script>{SCRIPT}</script>", "</body>", "</html>", ""])

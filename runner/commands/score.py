@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -119,7 +118,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def execute(args: argparse.Namespace) -> int:
     """Answer what is missing (when asked), score the store, write the outputs; returns the exit status."""
     from runner.core.store import Store, check_tag
-    from runner.views.scores import collect_scores, render_markdown, truncation_warnings, write_outputs
+    from runner.views.scores import (
+        ChoiceMemo,
+        collect_scores,
+        json_text,
+        record_choice,
+        render_markdown,
+        truncation_warnings,
+        write_outputs,
+    )
 
     config = config_of(args)  # --config: the model list (base_url, options), the settings and output_dir, as run
     output_dir = Path(args.output_dir or config.output_dir)
@@ -155,16 +162,19 @@ def execute(args: argparse.Namespace) -> int:
     if sets and args.question_set not in snapshot.set_names:
         raise UsageError(f"no question set {args.question_set!r} under {output_dir}; saved sets: "
                          f"{', '.join(snapshot.set_names) or '(none)'}")
+    samples = Store(output_dir).sample_records()
+    # Self-consistency and --plot thinking read the letters again: extracted once, kept for them (else not kept).
+    choice = ChoiceMemo() if samples or args.plot else record_choice
     scores = collect_scores(snapshot.records, models=_model_names(args.models),
-                            personas=personas, questions=wanted, sets=sets)
+                            personas=personas, questions=wanted, sets=sets, choice=choice)
     stats, sections = _statistics(args, scores)
-    groups = _sample_groups(args, snapshot, output_dir, personas, wanted, sets)
+    groups = _sample_groups(args, snapshot, samples, personas, wanted, sets, choice) if samples or args.plot else []
     consistency = _self_consistency(args, groups, sections)
     paths = write_outputs(scores, output_dir, args.average, stats.to_json(), sections,
                           extra={"self_consistency": consistency})
     if args.json:
-        print(json.dumps({"results": [s.to_json() for s in scores], "statistics": stats.to_json(),
-                          "self_consistency": consistency}, ensure_ascii=False, indent=1))
+        print(json_text({"results": [s.to_json() for s in scores], "statistics": stats.to_json(),
+                         "self_consistency": consistency}), end="")
     else:
         print(render_markdown(scores, args.average) + "".join(line + "\n" for line in sections), end="")
     for warning in truncation_warnings(scores):
@@ -176,15 +186,14 @@ def execute(args: argparse.Namespace) -> int:
     return status
 
 
-def _sample_groups(args: argparse.Namespace, snapshot: Any, output_dir: Path, personas: set[str] | None,
-                   wanted: set[tuple[str, int, str]] | None, sets: set[str] | None) -> list[Any]:
-    """Every free-text multiple-choice answer with its saved samples (``--samples``), filtered as the scores are."""
-    from runner.core.store import Store
+def _sample_groups(args: argparse.Namespace, snapshot: Any, samples: list[Any], personas: set[str] | None,
+                   wanted: set[tuple[str, int, str]] | None, sets: set[str] | None, choice: Any) -> list[Any]:
+    """Every free-text multiple-choice answer with its saved samples (``--samples``), filtered as the scores are;
+    ``choice`` reads the letters (the scores' ``ChoiceMemo``: none is extracted twice)."""
     from runner.views.consistency import collect_samples
 
-    samples = Store(output_dir).sample_records()
     return collect_samples(snapshot.records, samples, models=_model_names(args.models), personas=personas,
-                           questions=wanted, sets=sets)
+                           questions=wanted, sets=sets, choice=choice)
 
 
 def _self_consistency(args: argparse.Namespace, groups: list[Any], sections: list[str]) -> list[dict[str, Any]]:

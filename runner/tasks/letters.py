@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
+from typing import NamedTuple
 
 _LETTER = r"[\(\[]?\s*([A-Za-z])\s*[\)\]]?"
 # A captured letter must stand alone: not the first letter of a word ("Answer with ...").
@@ -98,27 +100,95 @@ _FREE_HEDGES = [
 ]
 _MARKUP = re.compile(r"[*_`#>]+")
 _NON_WORD = re.compile(r"[^\w\s]")
+_LETTER_END = re.compile(r"\s*(?:[\)\]\.,;:!?]|$)")
+
+# Fast scanning: most patterns start with a word that can be looked for in the lower-cased text with str.find, far
+# faster than the regex engine trying every position. The regex itself is then tried only where the word is (every
+# occurrence, overlapping ones too), so the matches are exactly those of pattern.finditer. Lower-casing keeps every
+# position only where no character lower-cases to two (U+0130) and every character the IGNORECASE patterns match
+# with an ASCII letter lower-cases to it: U+0131 (dotless i) and U+017F (long s) do not, so such texts are scanned
+# the slow way.
+_UNFOLDED = ("\u0130", "\u0131", "\u017f")
+# Words one of which starts every match of a pattern (lower case; the patterns that ignore case are read in the
+# lower-cased text, the others in the text itself).
+_ANSWER_STARTS = ("final", "answer", "correct", "best", "right", "most", "my")
+_OPTION_STARTS = ("option", "choice", "answer")
+_SO_STARTS = ("it", "so", "thus", "hence", "therefore")
+_EXAMPLE_STARTS = ("e.g.", "for", "such")
+# A match of "C is correct" always holds this (literal start: the regex engine finds it fast).
+_IS_CORRECT = re.compile(r"is\s+(?:the\s+)?(?:most\s+)?(?:correct|right|best|true)\b")
+# A match of "I would choose D" always holds one of these (in the lower-cased text), each found by its first word.
+_CHOICE_VERBS = tuple((word, re.compile(word + tail)) for word, tail in (
+    ("choose", r"\s"), ("chose", r"\s"), ("pick", r"\s"), ("select", r"\s"), ("go", r"\s+with\s"),
+    ("opt", r"\s+for\s")))
+# Each ASCII character that _NON_WORD replaces, mapped to a space (str.translate is fast on ASCII text).
+_PUNCT_TO_SPACE = {c: " " for c in range(128) if _NON_WORD.match(chr(c))}
+
+
+def _starts(low: str, words: tuple[str, ...]) -> list[int]:
+    """Every position (sorted) where one of ``words`` occurs in ``low``, overlapping occurrences too."""
+    found: list[int] = []
+    find = low.find
+    for word in words:
+        at = find(word)
+        while at >= 0:
+            found.append(at)
+            at = find(word, at + 1)
+    found.sort()
+    return found
+
+
+def _scan(pattern: re.Pattern[str], text: str, starts: list[int] | None) -> list[re.Match[str]]:
+    """``list(pattern.finditer(text))``, the pattern tried only at ``starts`` (``_starts``: every position where one of
+    the words every match starts with is); None: a plain finditer."""
+    if starts is None:
+        return list(pattern.finditer(text))
+    found: list[re.Match[str]] = []
+    end = 0
+    for at in starts:
+        if at >= end and (match := pattern.match(text, at)):
+            found.append(match)
+            end = match.end()
+    return found
+
+
+def _lower(text: str) -> str | None:
+    """``text.lower()`` where it keeps positions and ASCII letters (see ``_scan``), else None."""
+    if not text.isascii() and any(c in text for c in _UNFOLDED):
+        return None
+    return text.lower()
 
 
 def _clean(text: str) -> str:
     """Drop markdown emphasis, quoted format examples and odd unicode so patterns see plain text."""
-    text = unicodedata.normalize("NFKC", text)
-    text = _MARKUP.sub("", text)
-    text = _EXAMPLE.sub(" ", text)
-    return text.strip()
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    if any(c in text for c in "*_`#>"):
+        text = _MARKUP.sub("", text)
+    low = _lower(text)
+    if low is not None and "e.g." not in low and "for" not in low and "such" not in low:
+        return text.strip()
+    pieces, last = [], 0
+    for match in _scan(_EXAMPLE, text, None if low is None else _starts(low, _EXAMPLE_STARTS)):
+        pieces += [text[last:match.start()], " "]
+        last = match.end()
+    return ("".join(pieces) + text[last:]).strip()
 
 
 def _norm(text: str) -> str:
     """Lower case, punctuation as spaces, single spaces: what option texts are compared on."""
+    if text.isascii():
+        return " ".join(text.lower().translate(_PUNCT_TO_SPACE).split())
     return " ".join(_NON_WORD.sub(" ", text.lower()).split())
 
 
-def _valid(letter: str, options: dict[str, str], after: str) -> str | None:
-    """The option letter if it exists; a lower-case letter must not be an English word ("a" in "is a sign")."""
+def _valid(letter: str, options: dict[str, str], text: str, end: int) -> str | None:
+    """The option letter if it exists; a lower-case letter must not be an English word ("a" in "is a sign"): what
+    follows it (``text[end:]``) must be punctuation or nothing."""
     upper = letter.upper()
     if upper not in options:
         return None
-    if letter.islower() and not re.match(r"^\s*(?:[\)\]\.,;:!?]|$)", after):
+    if letter.islower() and not _LETTER_END.match(text, end):
         return None
     return upper
 
@@ -212,6 +282,23 @@ def _opens_list(text: str, end: int, letter: str, markers: list[tuple[int, str]]
     return following is not None and order.index(following) == order.index(letter) + 1
 
 
+def _explicit(text: str, low: str | None, answer_starts: list[int] | None) -> list[re.Match[str]]:
+    """The matches of the ``_EXPLICIT`` patterns, pattern after pattern, each as its finditer gives them; a pattern
+    is skipped where a part every match holds is missing (``low``: ``_lower(text)``; ``answer_starts``: where the
+    words of ``_ANSWER_STARTS`` are in it)."""
+    answer, option, is_correct, choose, boxed, so = _EXPLICIT
+    found = _scan(answer, text, answer_starts)
+    found += _scan(option, text, None if low is None else _starts(low, _OPTION_STARTS))
+    if _IS_CORRECT.search(text):
+        found += is_correct.finditer(text)
+    if low is None or any(word in low and verb.search(low) for word, verb in _CHOICE_VERBS):
+        found += choose.finditer(text)
+    if "\\boxed" in text:
+        found += boxed.finditer(text)
+    found += _scan(so, text, _starts(text, _SO_STARTS))
+    return found
+
+
 def _statement(text: str, options: dict[str, str], texts: dict[str, str],
                listed: list[tuple[int, str]]) -> tuple[int, str | None] | None:
     """The last explicit statement of an answer: (position, letter), the letter None when it takes itself back.
@@ -221,14 +308,15 @@ def _statement(text: str, options: dict[str, str], texts: dict[str, str],
     """
     entries = {pos for pos, _ in listed}
     found: list[tuple[int, str | None]] = []
-    for pattern in _EXPLICIT:
-        for match in pattern.finditer(text):
-            start, end = match.start(1), match.end(1)
-            letter = _valid(match.group(1), options, text[end:])
-            if not letter or start in entries or (listed and _opens_list(text, end, letter, listed, texts)):
-                continue
-            found.append((start, _committed(text, end, letter, texts)))
-    for match in _ANSWER_TEXT.finditer(text):
+    low = _lower(text)
+    answer_starts = None if low is None else _starts(low, _ANSWER_STARTS)
+    for match in _explicit(text, low, answer_starts):
+        start, end = match.start(1), match.end(1)
+        letter = _valid(match.group(1), options, text, end)
+        if not letter or start in entries or (listed and _opens_list(text, end, letter, listed, texts)):
+            continue
+        found.append((start, _committed(text, end, letter, texts)))
+    for match in _scan(_ANSWER_TEXT, text, answer_starts):
         rest = _norm(match.group("rest"))
         named = [k for k, v in texts.items() if v and (rest == v or rest.startswith(v + " "))]
         if len(named) == 1:
@@ -280,6 +368,30 @@ def _by_markers(text: str, options: dict[str, str]) -> str | None:
     return letters.pop() if len(letters) == 1 else None
 
 
+class _Options(NamedTuple):
+    """A question's options by upper-case letter, and their texts normalised (``_norm``)."""
+
+    options: dict[str, str]
+    texts: dict[str, str]
+
+
+@lru_cache(maxsize=4096)
+def _prepared_items(items: tuple[tuple[str, str], ...]) -> _Options:
+    options = {k.upper(): v for k, v in items}
+    return _Options(options, {k: _norm(v) for k, v in options.items()})
+
+
+def _prepared(options: dict[str, str]) -> _Options:
+    """``_Options`` of an option mapping, made once per distinct mapping (the answers of one question share it).
+
+    The cached dicts are shared: nothing here may change them.
+    """
+    try:
+        return _prepared_items(tuple(options.items()))
+    except TypeError:  # an option text that cannot be hashed: not cached
+        return _prepared_items.__wrapped__(tuple(options.items()))
+
+
 def extract_letter(text: str | None, options: dict[str, str]) -> str | None:
     """The option letter a free-text answer chose, or None when it chose none or several.
 
@@ -287,14 +399,13 @@ def extract_letter(text: str | None, options: dict[str, str]) -> str | None:
     """
     if not text or not options:
         return None
-    options = {k.upper(): v for k, v in options.items()}
+    options, texts = _prepared(options)
     cleaned = _clean(text)
     if not cleaned:
         return None
     whole = _WHOLE.match(cleaned)
-    if whole and (letter := _valid(whole.group(1), options, "")):
+    if whole and (letter := _valid(whole.group(1), options, "", 0)):
         return letter
-    texts = {k: _norm(v) for k, v in options.items()}
     markers = _line_markers(cleaned, options)
     enumerated = len({letter for _, letter in markers}) >= 2
     echo = _echo_start(cleaned, markers, texts)

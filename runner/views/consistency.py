@@ -20,14 +20,14 @@ aside, e.g. an answer asked again with ``--force`` and other settings) is not co
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from runner.core.records import Record, as_records
 from runner.core.store import with_tag
 from runner.views.comparisons import task_seed
-from runner.views.scores import canonical_task, record_choice, record_method, task_title
+from runner.views.scores import Choice, canonical_task, record_choice, record_method, task_title
 from runner.views.stats import LEVEL, RESAMPLES, SEED, percentile_interval
 
 # The settings that must be equal between an answer and its samples (the seed differs by design).
@@ -136,10 +136,12 @@ def _same_request(sample: Record, answer: Record) -> bool:
 def collect_samples(records: Iterable[Record | dict[str, Any]], samples: Iterable[Record | dict[str, Any]] = (),
                     models: set[str] | None = None, personas: set[str] | None = None,
                     questions: set[tuple[str, int, str]] | None = None,
-                    sets: set[str] | None = None) -> list[SampleGroup]:
+                    sets: set[str] | None = None,
+                    choice: Callable[[Record], Choice] = record_choice) -> list[SampleGroup]:
     """Group the free-text multiple-choice answers (``records``: sample 1) and their samples 2..K (``samples``) by
     model and variant, persona, set and task; filters as ``scores.collect_scores``. Every group is returned, those
-    without samples too (one vote per question)."""
+    without samples too (one vote per question). ``choice`` reads a record's letter (``record_choice``; the
+    ``scores.ChoiceMemo`` the scores used, so that no letter is extracted twice)."""
     groups: dict[tuple[str, ...], SampleGroup] = {}
     answers: dict[tuple[Any, ...], Record] = {}
     rows: list[tuple[int, Record]] = [(1, r) for r in as_records(records) if (r.sample or 1) == 1]
@@ -175,7 +177,7 @@ def collect_samples(records: Iterable[Record | dict[str, Any]], samples: Iterabl
             group.failed += 1
             continue
         item = group.questions.setdefault(record.n, QuestionSamples(record.n, record.answer))
-        item.votes.append(Vote(k, record_choice(record)[0], record.reasoning_tokens, record.completion_tokens))
+        item.votes.append(Vote(k, choice(record)[0], record.reasoning_tokens, record.completion_tokens))
     for group in groups.values():
         for item in group.questions.values():
             item.votes.sort(key=lambda v: v.k)

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runner.core.records import Record, as_records
+from runner.core.records import Record, Snapshot, as_records
 from runner.core.store import with_tag
 from runner.tasks.letters import extract_letter
 from runner.tasks.registry import leaderboard_tasks, task_aliases
@@ -85,14 +85,13 @@ class TaskScore:
     details: dict[int, ItemDetail] = field(default_factory=dict, repr=False)  # per question, not in scores.json
 
     def to_json(self) -> dict[str, Any]:
-        """The scores.json form (loglik-only fields left out for generate rows)."""
-        data = asdict(self)
-        data.pop("details")
-        if self.method != "loglik":
-            data.pop("acc_norm")
-            data.pop("acc_norm_stderr")
-            data.pop("acc_norm_interval")
-        return data
+        """The scores.json form (loglik-only fields left out for generate rows).
+
+        Built field by field: the per-question rows (``items``, ``unparseable``) are the score's own lists, not
+        copies (150,000 answers make them large), so the result is for reading and writing, not for changing.
+        """
+        left_out = _NOT_IN_JSON if self.method == "loglik" else _NOT_IN_GENERATE_JSON
+        return {name: getattr(self, name) for name in _field_names() if name not in left_out}
 
     def correctness(self, norm: bool = False) -> dict[int, float]:
         """Each scored question's 0/1 score by number (``norm``: acc_norm's, for log-likelihood rows)."""
@@ -100,14 +99,25 @@ class TaskScore:
         return {item["n"]: float(item.get(key) == item["answer"]) for item in self.items}
 
 
-@dataclass(frozen=True)
+_NOT_IN_JSON = frozenset({"details"})
+_NOT_IN_GENERATE_JSON = _NOT_IN_JSON | {"acc_norm", "acc_norm_stderr", "acc_norm_interval"}
+
+
+def _field_names() -> tuple[str, ...]:
+    """TaskScore's fields in their order (scores.json keeps it)."""
+    return tuple(f.name for f in fields(TaskScore))
+
+
+@dataclass(frozen=True, slots=True)
 class ItemDetail:
-    """What the statistics views show of a scored question: its id and text, the answer text, its other fields."""
+    """What the statistics views show of a scored question: its id and text, the answer text, its other fields
+    (the record's own mapping, not a copy: read only)."""
 
     id: str | None
     question: str
     text: str
-    extra: dict[str, Any]
+    extra: Mapping[str, Any]
+
 
 
 def record_method(record: Record) -> str | None:
@@ -131,6 +141,30 @@ def record_choice(record: Record) -> tuple[str | None, str | None]:
     return extract_letter(record.text, record.options or {}), None
 
 
+Choice = tuple[str | None, str | None]
+
+
+class ChoiceMemo:
+    """``record_choice`` read once per record however many views ask (scores, then self-consistency): a letter is
+    extracted once per record per command. Holds each record it was asked about, so its identity stays its key."""
+
+    def __init__(self) -> None:
+        self._found: dict[int, tuple[Record, Choice]] = {}
+
+    def __call__(self, record: Record) -> Choice:
+        """The record's choice, as ``record_choice`` gives it."""
+        found = self._found.get(id(record))
+        if found is None or found[0] is not record:
+            found = self._found[id(record)] = (record, record_choice(record))
+        return found[1]
+
+
+def snapshot_choices(snapshot: Snapshot) -> ChoiceMemo:
+    """The ``ChoiceMemo`` of one snapshot: every view of a command that reads its records' letters (the report's
+    answer cards and its scores) shares it, so each letter is extracted once."""
+    return snapshot.memo.setdefault("choices", ChoiceMemo())
+
+
 def _matches(record: Record, names: set[str] | None) -> bool:
     return names is None or bool(record.names & names)
 
@@ -138,12 +172,14 @@ def _matches(record: Record, names: set[str] | None) -> bool:
 def collect_scores(records: Iterable[Record | dict[str, Any]], models: set[str] | None = None,
                    personas: set[str] | None = None, methods: set[str] | None = None,
                    questions: set[tuple[str, int, str]] | None = None,
-                   sets: set[str] | None = None) -> list[TaskScore]:
+                   sets: set[str] | None = None,
+                   choice: Callable[[Record], Choice] = record_choice) -> list[TaskScore]:
     """Group the multiple-choice records and score each group (model and variant, persona, method, set, task).
 
     ``models`` holds accepted names, aliases or slugs (``name@tag`` for one variant); ``personas`` applies to
     free-text answers only; ``sets`` keeps some question sets; ``questions`` (set, n, question text) triples
     limit the scores to the questions just answered. ``records`` are Records (a snapshot's) or record dicts.
+    ``choice`` reads a record's choice (``record_choice``; a ``ChoiceMemo`` to share it with other views).
     """
     groups: dict[tuple[str, ...], TaskScore] = {}
     values: dict[tuple[str, ...], tuple[list[float], list[float]]] = {}
@@ -176,7 +212,7 @@ def collect_scores(records: Iterable[Record | dict[str, Any]], models: set[str] 
         score.truncated += method == "generate" and record.finish_reason == "length"
         acc, norm = values[key]
         item: dict[str, Any] = {"n": record.n}
-        chosen, chosen_norm = record_choice(record)
+        chosen, chosen_norm = choice(record)
         if method == "loglik":
             norm.append(float(chosen_norm == answer))
             item["chosen_norm"] = chosen_norm
@@ -187,7 +223,7 @@ def collect_scores(records: Iterable[Record | dict[str, Any]], models: set[str] 
         item.update(chosen=chosen, answer=answer)
         score.items.append(item)
         score.details[record.n] = ItemDetail(record.question_id, record.question or "", record.text or "",
-                                             dict(record.extra or {}))
+                                             record.extra or {})
     for key, score in groups.items():
         acc, norm = values[key]
         score.n, score.correct = len(acc), int(sum(acc))
@@ -401,8 +437,50 @@ def write_outputs(scores: Sequence[TaskScore], output_dir: Path, average: str = 
     data.update(extra or {})
     output_dir = Path(output_dir)
     json_path, md_path = output_dir / "scores.json", output_dir / "leaderboard.md"
-    write_output(json_path, json.dumps(data, ensure_ascii=False, indent=1) + "\n", root=output_dir, mode=0o644)
+    write_output(json_path, json_text(data), root=output_dir, mode=0o644)
     markdown = render_markdown(scores, average) + ("\n".join(sections) + "\n" if sections else "")
     write_output(md_path, markdown, root=output_dir, mode=0o644)
     chart = render_chart(scores, output_dir / "scores.png", output_dir, average)
     return {"json": json_path, "markdown": md_path, "chart": chart}
+
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def json_text(data: Any) -> str:
+    """``data`` as JSON text, laid out for reading but written fast: a list of flat objects (per-question rows, the
+    bulk of a large scores.json) one compact object a line, everything else one entry a line (indent 1).
+
+    The content is that of ``json.dumps(data, ensure_ascii=False)``; only the spacing differs.
+    """
+    return "".join(_json_pieces(data, "\n")) + "\n"
+
+
+def _json_key(key: Any) -> str:
+    """A key that is not a string as ``json.dumps`` writes it (1 → "1", True → "true", None → "null")."""
+    return next(iter(json.loads(_ENCODE({key: None}))))
+
+
+def _flat(value: Any) -> bool:
+    return isinstance(value, dict) and not any(isinstance(v, dict | list | tuple) for v in value.values())
+
+
+def _json_pieces(value: Any, newline: str) -> Iterator[str]:
+    inner = newline + " "
+    if isinstance(value, dict) and value:
+        yield "{"
+        for i, (key, item) in enumerate(value.items()):
+            yield ("," if i else "") + inner + _ENCODE(key if isinstance(key, str) else _json_key(key)) + ": "
+            yield from _json_pieces(item, inner)
+        yield newline + "}"
+    elif isinstance(value, list | tuple) and value:
+        yield "["
+        if all(_flat(item) for item in value):
+            yield inner + ("," + inner).join(map(_ENCODE, value))
+        else:
+            for i, item in enumerate(value):
+                yield ("," if i else "") + inner
+                yield from _json_pieces(item, inner)
+        yield newline + "]"
+    else:
+        yield _ENCODE(value)

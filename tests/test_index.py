@@ -208,3 +208,18 @@ def test_sigkill_at_any_point_never_leaves_the_index_claiming_more_than_the_file
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert _index_claims(out) == [] and len(_rows(out)) == 6000
+
+
+def test_a_snapshot_of_some_models_and_personas_reads_only_their_folders(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    questions, out = drug_questions(tmp_path, 3), tmp_path / "out"
+    run(questions, ["fake:echo", "fake:canned"], ["cardiologist", "oncology-researcher"], GenerationSettings(),
+        output_dir=out, progress=False)
+    Index.forget_all()
+    Store(out).snapshot()  # brings the index up to date
+    reads = _count_reads(monkeypatch)
+    snapshot = Store(out).snapshot(models={"fake:canned"}, personas={"cardiologist"})
+    assert {(r.model, r.persona) for r in snapshot.records} == {("fake:canned", "cardiologist")}
+    assert len(reads) == 3
+    del reads[:]
+    assert len(Store(out).snapshot(models={"canned@none", "echo"}).records) == 6  # the slug; no such variant

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import runner.core.index as index_module
 import runner.core.records as records_module
 from runner.cli import main
 from runner.core.personas import resolve_persona
@@ -118,13 +119,17 @@ def small_store(tmp_path: Path) -> Path:
 def test_each_command_parses_each_record_once(small_store: Path, command: list[str],
                                              monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     parsed: list[Path] = []
-    original = records_module.read_record_json
+    original = records_module.read_json_file
 
-    def counting(path: Path) -> dict[str, Any] | None:
-        parsed.append(path)
-        return original(path)
+    def counting(path: Path, **kwargs: Any) -> Any:
+        if Path(path).name.endswith(".json") and Path(path).stem.isdigit():
+            parsed.append(Path(path))
+        return original(path, **kwargs)
 
-    monkeypatch.setattr(records_module, "read_record_json", counting)
+    # every reader of record files: the views' and the store index's check (here building the index: a new store)
+    monkeypatch.setattr(records_module, "read_json_file", counting)
+    monkeypatch.setattr(index_module, "read_json_file", counting)
+    (small_store / "index.db").unlink(missing_ok=True)
     monkeypatch.setenv("NO_PROGRESS", "1")
     assert main([*command, "--output-dir", str(small_store)]) == 0, capsys.readouterr().err
     files = _record_files(small_store)

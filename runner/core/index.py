@@ -113,10 +113,7 @@ class Index:
     @classmethod
     def of(cls, root: Path) -> Index:
         """The index of ``root`` (one object per root and process, so a run's writes and reads meet)."""
-        try:
-            name = str(root.resolve())
-        except (OSError, RuntimeError):
-            name = os.path.abspath(root)
+        name = os.path.abspath(root)  # no system call: asked once per saved record
         with _OPEN_LOCK:
             index = _OPEN.pop(name, None) or cls(root)
             _OPEN[name] = index  # the most recently used last
@@ -249,15 +246,21 @@ class Index:
         Files that are new or changed since they were indexed are read (and their rows written); rows of files that
         are gone are dropped. A folder that cannot be listed has no rows.
         """
+        return self.folder_read(folder)[0]
+
+    def folder_read(self, folder: Path) -> tuple[dict[str, Row], dict[str, dict[str, Any]]]:
+        """``folder``'s rows, and the records the check had to read (by file name: valid ones), so that a reader of
+        every record does not parse those twice."""
         rel = self._rel(folder)
         with self._lock:
             self.flush()  # this process's own rows first, so its fresh files are not read again
             on_disk = _list_folder(folder)
             if on_disk is None:
-                return {}
+                return {}, {}
             rows = {} if self._connect() is None else self._rows(rel)
             changed: list[tuple[Any, ...]] = []
             out: dict[str, Row] = {}
+            parsed: dict[str, dict[str, Any]] = {}
             for name, (ino, mtime_ns, size, regular, has_txt) in on_disk.items():
                 row = rows.get(name)
                 if row is not None and (row.ino, row.mtime_ns, row.size) == (ino, mtime_ns, size):
@@ -267,6 +270,8 @@ class Index:
                     out[name] = row
                     continue
                 data, problem = _read(folder / name, regular)
+                if data is not None:
+                    parsed[name] = data
                 row = Row(name, int(name[:-5]), ino, mtime_ns, size, has_txt,
                           _text(data.get("key")) if data else None, bool(data) and not data.get("error"), problem)
                 changed.append(self._columns(folder, name, data, row))
@@ -277,7 +282,21 @@ class Index:
                               f"VALUES ({', '.join('?' * len(_COLUMNS))})", changed)
             if gone:
                 self._execute("DELETE FROM records WHERE path = ?", gone)
-            return out
+            return out, parsed
+
+    def model_names(self, folder: Path) -> set[str] | None:
+        """Every name a model filter may use for the records of one folder (as ``Record.names``: model, alias,
+        slug, model id, each also ``name@tag``), after checking the folder; None when the index cannot say."""
+        self.folder(folder)
+        if self._connect() is None:
+            return None
+        found = self._execute_query("SELECT DISTINCT model, alias, slug, model_id, tag FROM records "
+                                    "WHERE folder = ? AND problem IS NULL", (self._rel(folder),))
+        names: set[str] = set()
+        for *spellings, tag in found:
+            plain = {str(v) for v in spellings if v}
+            names |= plain | ({f"{name}@{tag}" for name in plain} if tag else set())
+        return names
 
     def _rows(self, rel: str) -> dict[str, Row]:
         found = self._execute_query("SELECT path, n, ino, mtime_ns, size, has_txt, key, ok, problem FROM records "
@@ -373,8 +392,9 @@ def _list_folder(folder: Path) -> dict[str, tuple[int, int, int, bool, bool]] | 
     out = {}
     for entry in entries:
         name = entry.name
-        if not name.endswith(".json") or not name[:-5].isascii() or not name[:-5].isdigit():
-            continue
+        stem = name[:-5]
+        if not name.endswith(".json") or not stem.isascii() or not stem.isdigit() or str(int(stem)) != stem:
+            continue  # not a record's name (``<n>.json``, as the store writes it; ``01.json`` is not question 1's)
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError:

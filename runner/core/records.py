@@ -367,6 +367,9 @@ class Snapshot:
     set_names: list[str] = field(default_factory=list)
     infos: dict[str, dict[str, Any]] = field(default_factory=dict)  # each set's ``set.json``, when it has one
     scope: str | None = None
+    # What views derive from these records, kept for the command so that one view's work is not redone by another
+    # (``views.scores.snapshot_choices``: each answer's letter, extracted once for the cards and the scores).
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def records_of(self, set_name: str | None = None) -> list[Record]:
         """The records of one question set (every record when None)."""

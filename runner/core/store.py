@@ -530,18 +530,22 @@ class Store:
         return [r for p in self.set_dirs() if set_name in (None, p.name)
                 for r in self.questions_set(p.name).sample_records()]
 
-    def snapshot(self, set_name: str | None = None, question: int | None = None) -> Snapshot:
+    def snapshot(self, set_name: str | None = None, question: int | None = None, *,
+                 personas: set[str] | None = None, models: set[str] | None = None) -> Snapshot:
         """One walk over the store: its records (of one set, or all), run manifests and sets, each file read once.
 
         The views take a snapshot, so a command that shows the store several ways parses each record once. With
         ``question``, only that question's records are read (``compare N``: one file per model and persona, however
-        large the store); version-1 stores are read whole.
+        large the store); version-1 stores are read whole. ``personas`` and ``models`` (names as ``Record.names``
+        gives them) leave out the folders the index says hold none of them, unread; the records kept are not
+        filtered further (the views filter them as before).
         """
         manifests = self.manifests()
         set_dirs = self.set_dirs()
         infos = {p.name: info for p in set_dirs if (info := self.questions_set(p.name).info()) is not None}
         legacy = list(self._legacy_records(manifests))  # every one: their sets are known only once read
-        records = [r for p in set_dirs if set_name in (None, p.name) for r in _set_records(p, self.root, question)]
+        records = [r for p in set_dirs if set_name in (None, p.name)
+                   for r in _set_records(p, self.root, question, personas, models)]
         records += [r for r in legacy if set_name in (None, r.set_name) and question in (None, r.n)]
         names = {p.name for p in set_dirs} | {r.set_name for r in legacy if r.set_name}
         return Snapshot(root=self.root, records=records, manifests=manifests, set_names=sorted(names), infos=infos,
@@ -710,12 +714,20 @@ def _numbered(folder: Path) -> list[Path]:
                   key=lambda p: int(p.stem))
 
 
-def _set_records(set_dir: Path, root: Path, question: int | None = None) -> Iterator[Record]:
+def _set_records(set_dir: Path, root: Path, question: int | None = None, personas: set[str] | None = None,
+                 models: set[str] | None = None) -> Iterator[Record]:
     """The records of one question set folder, persona by persona, model by model (only question ``question``'s
-    when given)."""
+    when given; folders of other ``personas``, or that the index says hold none of ``models``, left out)."""
     pool = ValuePool()
+    index = Index.of(root)
     for persona_dir in _subdirs(set_dir, root):
+        if personas is not None and persona_dir.name not in personas:
+            continue
         for folder in _subdirs(persona_dir, root):
+            if models is not None and question is None:
+                names = index.model_names(folder)
+                if names is not None and not names & models:
+                    continue
             yield from _records_in(folder, set_dir.name, question, root=root, pool=pool)
 
 
@@ -728,9 +740,14 @@ def _records_in(folder: Path, set_name: str | None = None, question: int | None 
     date; ``pool`` shares the values records repeat (``ValuePool``).
     """
     if question is None and root is not None:
-        rows = Index.of(root).folder(folder)
+        rows, parsed = Index.of(root).folder_read(folder)
         for row in sorted(rows.values(), key=lambda r: r.n):
-            record = read_record(folder / row.name, set_name, listed_regular=row.problem is None, pool=pool)
+            data = parsed.pop(row.name, None)  # read by the index's check just now: not parsed again
+            if data is not None:
+                record = check_record(data, set_name)[0]
+                record = pool.share(record) if record is not None and pool is not None else record
+            else:
+                record = read_record(folder / row.name, set_name, listed_regular=row.problem is None, pool=pool)
             if record is not None:
                 yield record
         return

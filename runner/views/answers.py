@@ -27,6 +27,7 @@ from runner.core.questions import Question, format_user_message
 from runner.core.records import Record, Snapshot, parse_record
 from runner.core.store import Store, legacy_set_name, with_tag
 from runner.tasks.letters import extract_letter
+from runner.views.scores import snapshot_choices
 
 DEFAULT_OUTPUT_DIR = "outputs"
 StoreSource = str | Path | Snapshot  # an output folder, or a snapshot of one
@@ -93,10 +94,12 @@ class Answer:
         return [("system prompt", self.system_prompt or "(not saved)"), (user, self.user_message or "(not saved)")]
 
     @classmethod
-    def from_record(cls, record: Record | dict[str, Any]) -> Answer:
+    def from_record(cls, record: Record | dict[str, Any],
+                    choice: Callable[[Record], tuple[str | None, str | None]] | None = None) -> Answer:
         """Build an Answer from a store record (multiple-choice answers get their letter and verdict).
 
-        A plain record dict is read as a Record first (ValueError when it is not a valid record).
+        A plain record dict is read as a Record first (ValueError when it is not a valid record). ``choice`` reads
+        the letter (``scores.record_choice``, or a snapshot's shared ``ChoiceMemo``); by default it is extracted.
         """
         if not isinstance(record, Record):
             parsed = parse_record(record)
@@ -114,7 +117,8 @@ class Answer:
         if answer.user_message is None and record.question:
             answer.user_message, answer.user_message_rebuilt = sent_user_message(record), True
         if answer.ok and record.options and record.answer:  # the final answer only: never the trace
-            answer.chosen = extract_letter(answer.text, record.options)
+            answer.chosen = (choice(record)[0] if choice is not None and record.text is not None
+                             else extract_letter(answer.text, record.options))
             answer.correct = answer.chosen == record.answer
         return answer
 
@@ -283,7 +287,8 @@ def load_answers(source: StoreSource = DEFAULT_OUTPUT_DIR, models: Sequence[str]
         raise UsageError(f"no saved answers under {where}; run some questions first")
     records = select_records(records, models, personas, output_dir,
                              order=lambda labels: model_order(snapshot, labels))
-    return [Answer.from_record(r) for r in records]
+    choice = snapshot_choices(snapshot)  # shared with the scores of the same snapshot (the report)
+    return [Answer.from_record(r, choice) for r in records]
 
 
 def select_records(records: list[Record], models: Sequence[str] | None, personas: Sequence[str] | None,

@@ -253,11 +253,12 @@ def set_scores(source: StoreSource, question_set: str, models: Sequence[str] | N
     free-text answers only, as in ``score``.
     """
     from runner.views.comparisons import Statistics, add_intervals
-    from runner.views.scores import collect_scores
+    from runner.views.scores import collect_scores, snapshot_choices
 
     names = set().union(*(resolve_aliases(m) for m in models)) if models else None
-    scores = collect_scores(open_store(source).records_of(question_set), models=names,
-                            personas=set(personas) if personas else None)
+    snapshot = open_store(source)
+    scores = collect_scores(snapshot.records_of(question_set), models=names,
+                            personas=set(personas) if personas else None, choice=snapshot_choices(snapshot))
     add_intervals(scores, Statistics())  # 95% bootstrap intervals, as score computes them by default
     return scores
 

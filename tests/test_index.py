@@ -223,3 +223,26 @@ def test_a_snapshot_of_some_models_and_personas_reads_only_their_folders(tmp_pat
     assert len(reads) == 3
     del reads[:]
     assert len(Store(out).snapshot(models={"canned@none", "echo"}).records) == 6  # the slug; no such variant
+
+
+def test_score_reads_the_records_as_a_stream_when_nothing_reads_them_again(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from runner.cli import main
+    from tests.conftest import write_jsonl
+
+    questions = write_jsonl(tmp_path / "mc.jsonl", [{"question": f"Which drug {i}?", "options": {"A": "x", "B": "y"},
+                                                     "answer": "A"} for i in range(4)])
+    out = tmp_path / "out"
+    run(questions, MODELS, ["medical-exam"], GenerationSettings(), output_dir=out, progress=False)
+    asked: list[bool] = []
+    original = Store.snapshot
+
+    def watching(self: Store, *args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs.get("records", True))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "snapshot", watching)
+    monkeypatch.setenv("NO_PROGRESS", "1")
+    assert main(["score", "-o", str(out)]) == 0
+    assert asked == [False]  # manifests and sets only: the records are scored as they are read, never all held
+    assert json.loads((out / "scores.json").read_text())["results"][0]["n"] == 4

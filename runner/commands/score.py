@@ -155,20 +155,24 @@ def execute(args: argparse.Namespace) -> int:
         {p for _, qs in sources for p in _family_personas(qs)} if sources is not None else None)
     wanted = {(ref.name, q.n, q.question) for ref, qs in sources for q in qs} if sources is not None else None
     sets = {args.question_set} if args.question_set and sources is None else None
-    snapshot = Store(output_dir).snapshot()
-    if sources is None and not snapshot.records:  # nothing was answered, and nothing is asked: write no empty scores
-        raise UsageError(f"nothing to score: no saved answers under {output_dir}. Answer questions first (the run "
-                         "command), or give --models with --questions, --data or --dataset to answer and score")
+    store = Store(output_dir)
+    samples = store.sample_records()
+    # Self-consistency and --plot thinking read the records again: held, their letters extracted once. Otherwise
+    # the records are scored as they are read and not held (150,000 answers would take most of the memory).
+    again = bool(samples or args.plot)
+    snapshot = store.snapshot(records=again)
     if sets and args.question_set not in snapshot.set_names:
         raise UsageError(f"no question set {args.question_set!r} under {output_dir}; saved sets: "
                          f"{', '.join(snapshot.set_names) or '(none)'}")
-    samples = Store(output_dir).sample_records()
-    # Self-consistency and --plot thinking read the letters again: extracted once, kept for them (else not kept).
-    choice = ChoiceMemo() if samples or args.plot else record_choice
-    scores = collect_scores(snapshot.records, models=_model_names(args.models),
-                            personas=personas, questions=wanted, sets=sets, choice=choice)
+    seen = _Counted(snapshot.records if again else store.iter_records(args.question_set if sets else None))
+    choice = ChoiceMemo() if again else record_choice
+    scores = collect_scores(seen, models=_model_names(args.models), personas=personas, questions=wanted, sets=sets,
+                            choice=choice)
+    if sources is None and not seen.count:  # nothing was answered, and nothing is asked: write no empty scores
+        raise UsageError(f"nothing to score: no saved answers under {output_dir}. Answer questions first (the run "
+                         "command), or give --models with --questions, --data or --dataset to answer and score")
     stats, sections = _statistics(args, scores)
-    groups = _sample_groups(args, snapshot, samples, personas, wanted, sets, choice) if samples or args.plot else []
+    groups = _sample_groups(args, snapshot, samples, personas, wanted, sets, choice) if again else []
     consistency = _self_consistency(args, groups, sections)
     paths = write_outputs(scores, output_dir, args.average, stats.to_json(), sections,
                           extra={"self_consistency": consistency})
@@ -184,6 +188,18 @@ def execute(args: argparse.Namespace) -> int:
     if args.plot == "thinking":
         _plot_thinking(args, groups, output_dir)
     return status
+
+
+class _Counted:
+    """Records as they come, counted (whether there was anything to score is known once they are read)."""
+
+    def __init__(self, records: Any) -> None:
+        self.records, self.count = records, 0
+
+    def __iter__(self) -> Any:
+        for record in self.records:
+            self.count += 1
+            yield record
 
 
 def _sample_groups(args: argparse.Namespace, snapshot: Any, samples: list[Any], personas: set[str] | None,

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -345,12 +346,15 @@ def _frozen(value: Any) -> Any:
 
 def as_records(records: Any) -> list[Record]:
     """Records from Records or parsed record dicts (invalid ones left out): for callers holding plain data."""
-    out = []
+    return list(each_record(records))
+
+
+def each_record(records: Any) -> Iterator[Record]:
+    """``as_records`` one at a time: a caller that reads records as they come never holds them all."""
     for item in records:
-        record = parse_record(item)
+        record = item if isinstance(item, Record) else parse_record(item)
         if record is not None:
-            out.append(record)
-    return out
+            yield record
 
 
 @dataclass

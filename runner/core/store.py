@@ -531,24 +531,26 @@ class Store:
                 for r in self.questions_set(p.name).sample_records()]
 
     def snapshot(self, set_name: str | None = None, question: int | None = None, *,
-                 personas: set[str] | None = None, models: set[str] | None = None) -> Snapshot:
+                 personas: set[str] | None = None, models: set[str] | None = None,
+                 records: bool = True) -> Snapshot:
         """One walk over the store: its records (of one set, or all), run manifests and sets, each file read once.
 
         The views take a snapshot, so a command that shows the store several ways parses each record once. With
         ``question``, only that question's records are read (``compare N``: one file per model and persona, however
         large the store); version-1 stores are read whole. ``personas`` and ``models`` (names as ``Record.names``
         gives them) leave out the folders the index says hold none of them, unread; the records kept are not
-        filtered further (the views filter them as before).
+        filtered further (the views filter them as before). ``records=False``: the manifests and sets only, for a
+        view that reads the records once as they come (``iter_records``), so that it never holds them all.
         """
         manifests = self.manifests()
         set_dirs = self.set_dirs()
         infos = {p.name: info for p in set_dirs if (info := self.questions_set(p.name).info()) is not None}
         legacy = list(self._legacy_records(manifests))  # every one: their sets are known only once read
-        records = [r for p in set_dirs if set_name in (None, p.name)
-                   for r in _set_records(p, self.root, question, personas, models)]
-        records += [r for r in legacy if set_name in (None, r.set_name) and question in (None, r.n)]
+        found = [r for p in set_dirs if set_name in (None, p.name) and records
+                 for r in _set_records(p, self.root, question, personas, models)]
+        found += [r for r in legacy if set_name in (None, r.set_name) and question in (None, r.n) and records]
         names = {p.name for p in set_dirs} | {r.set_name for r in legacy if r.set_name}
-        return Snapshot(root=self.root, records=records, manifests=manifests, set_names=sorted(names), infos=infos,
+        return Snapshot(root=self.root, records=found, manifests=manifests, set_names=sorted(names), infos=infos,
                         scope=set_name)
 
     def _legacy_dirs(self) -> list[Path]:

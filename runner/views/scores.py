@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runner.core.records import Record, Snapshot, as_records
+from runner.core.records import Record, Snapshot, each_record
 from runner.core.store import with_tag
 from runner.tasks.letters import extract_letter
 from runner.tasks.registry import leaderboard_tasks, task_aliases
@@ -100,6 +100,7 @@ class TaskScore:
 
 
 _NOT_IN_JSON = frozenset({"details"})
+_NO_EXTRA: dict[str, Any] = {}  # one empty mapping for every record without extra fields (read only, as ItemDetail)
 _NOT_IN_GENERATE_JSON = _NOT_IN_JSON | {"acc_norm", "acc_norm_stderr", "acc_norm_interval"}
 
 
@@ -183,7 +184,7 @@ def collect_scores(records: Iterable[Record | dict[str, Any]], models: set[str] 
     """
     groups: dict[tuple[str, ...], TaskScore] = {}
     values: dict[tuple[str, ...], tuple[list[float], list[float]]] = {}
-    for record in as_records(records):
+    for record in each_record(records):  # as they come: a stream of records is never held whole
         method = record_method(record)
         options, answer = record.options, record.answer
         if method is None or not options or not answer or (methods and method not in methods):
@@ -223,7 +224,7 @@ def collect_scores(records: Iterable[Record | dict[str, Any]], models: set[str] 
         item.update(chosen=chosen, answer=answer)
         score.items.append(item)
         score.details[record.n] = ItemDetail(record.question_id, record.question or "", record.text or "",
-                                             record.extra or {})
+                                             record.extra or _NO_EXTRA)
     for key, score in groups.items():
         acc, norm = values[key]
         score.n, score.correct = len(acc), int(sum(acc))

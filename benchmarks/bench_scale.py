@@ -7,7 +7,8 @@
 Builds the questions file, then runs each command as a user would (``python medical_model_runner.py ...``, its own
 process, timed from outside with its peak resident memory from ``os.wait4``):
 
-1. the first run (``fake:echo``, three personas: every answer written, with the store's index);
+1. the first run (``fake:echo``, three personas: every answer written, with the store's index), then the same run
+   into another folder with the index left out (what the index costs a run);
 2. the no-op re-run (everything saved: nothing asked);
 3. ``compare N`` (one question of the 50,000);
 4. ``report`` (written), then its first page opened in headless Chromium (``--dump-dom``, so the page is parsed and
@@ -86,6 +87,7 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (a store already there is reused "
                         "for the views, and its first run is not timed)")
     parser.add_argument("--skip-api", action="store_true", help="leave out the API levels")
+    parser.add_argument("--skip-index-ab", action="store_true", help="leave out the first run without the index")
     parser.add_argument("--api-repeats", type=int, default=2)
     args = parser.parse_args()
 
@@ -103,6 +105,14 @@ def main() -> int:
     if not reused:
         first = timed(run, workdir)
         rows.append(("first run", first, ""))
+        if not args.skip_index_ab:  # the same run with the index left out (index.db a folder: it cannot be made)
+            bare = workdir / "out-no-index"
+            shutil.rmtree(bare, ignore_errors=True)
+            (bare / "index.db").mkdir(parents=True)
+            without = timed([*run[:-2], str(bare), "--no-progress"], workdir)
+            rows.append(("first run, no index", without, f"index adds {first[0] / without[0] - 1:+.0%} "
+                                                         "(target <= +10%)"))
+            shutil.rmtree(bare, ignore_errors=True)
     noop = timed(run, workdir)
     rows.append(("no-op re-run", noop, f"< 10% of the first run ({0.1 * first[0]:.1f} s)" if first else "< 10%"))
     rows.append((f"compare {args.compare}", timed(runner("compare", str(args.compare), "-o", str(out)), workdir),

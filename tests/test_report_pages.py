@@ -163,6 +163,76 @@ def test_default_threshold_is_one_file(store: Path, tmp_path: Path, monkeypatch:
     assert write_report_files(store, tmp_path / "c.html", single_file_max=8)[1] == 0
 
 
+def _live_records() -> int:
+    """How many Record objects are alive (pydantic models are tracked by the collector, so it lists them)."""
+    import gc
+
+    from runner.core.records import Record
+
+    return sum(isinstance(o, Record) for o in gc.get_objects())
+
+
+def test_a_paged_report_reads_each_record_once_and_never_holds_them_all(
+        store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report reads the records as they come (``Store.iter_records``), each file once, and no snapshot holding
+    every record is taken: at the end of the read, no more than the last record is alive."""
+    import runner.core.index as index_module
+    import runner.core.records as records_module
+    from runner.cli import main
+    from runner.core.store import Store
+
+    out = tmp_path / "out"
+    shutil.copytree(store, out)
+    (out / "index.db").unlink(missing_ok=True)  # built again: the index's check reads the files too, and hands them on
+    files = sorted(p for p in out.rglob("*.json") if p.stem.isdigit() and "runs" not in p.parts)
+    parsed: list[Path] = []
+    read_json_file = records_module.read_json_file
+
+    def counting(path: Path, **kwargs: object) -> object:
+        if Path(path).stem.isdigit():
+            parsed.append(Path(path))
+        return read_json_file(path, **kwargs)
+
+    snapshot, iter_records = Store.snapshot, Store.iter_records
+
+    def light_only(self: Store, *args: object, **kwargs: object) -> object:
+        assert kwargs.get("records") is False, "the report took a snapshot holding every record"
+        return snapshot(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    alive_after: list[int] = []
+
+    def watched(self: Store, *args: object, **kwargs: object) -> object:
+        before = _live_records()
+        yield from iter_records(self, *args, **kwargs)  # type: ignore[arg-type]
+        alive_after.append(_live_records() - before)
+
+    monkeypatch.setattr(records_module, "read_json_file", counting)
+    monkeypatch.setattr(index_module, "read_json_file", counting)
+    monkeypatch.setattr(Store, "snapshot", light_only)
+    monkeypatch.setattr(Store, "iter_records", watched)
+    monkeypatch.setenv("NO_PROGRESS", "1")
+    assert main(["report", "--output-dir", str(out), *PAGED]) == 0
+    assert len(files) == 8 and sorted(parsed) == files  # every record file once, none twice
+    assert len(alive_after) == 1 and alive_after[0] <= 1, alive_after  # one read; 8 records, at most 1 kept
+    assert len(pages_of(out / "report.html")) == 3
+
+
+@pytest.mark.parametrize("filters", [{}, {"models": ["fake:canned"]}, {"personas": ["medical-exam"]}])
+def test_the_streamed_report_is_the_snapshot_report(store: Path, tmp_path: Path, filters: dict[str, list[str]]
+                                                    ) -> None:
+    """Read as a stream (an output folder) or from a snapshot holding every record: the same files."""
+    from runner.core.store import Store
+
+    streamed, held = tmp_path / "a" / "report.html", tmp_path / "b" / "report.html"
+    assert write_report_files(store, streamed, single_file_max=5, questions_per_page=3, **filters)[1] == 3
+    assert write_report_files(Store(store).snapshot(), held, single_file_max=5, questions_per_page=3,
+                              **filters)[1] == 3
+    for a in [streamed, *pages_of(streamed)]:
+        b = held.parent / a.relative_to(streamed.parent)
+        when = re.compile(r"generated \d{4}-\d\d-\d\d \d\d:\d\d UTC")
+        assert when.sub("", a.read_text(encoding="utf-8")) == when.sub("", b.read_text(encoding="utf-8")), a.name
+
+
 def test_paged_report_in_a_headless_browser(browser: DevTools, paged: Path) -> None:  # noqa: F811
     session, url = open_report(browser, paged)
     assert browser.evaluate(session, "document.title") == "Model comparison report"

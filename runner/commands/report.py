@@ -7,7 +7,7 @@ import sys
 
 from runner.commands.options import add_filters, add_output_dir
 from runner.core.errors import UsageError
-from runner.views.answers import DEFAULT_OUTPUT_DIR, choose_set, open_store
+from runner.views.answers import DEFAULT_OUTPUT_DIR, StoreSource, choose_set, open_store
 from runner.views.report_pages import QUESTIONS_PER_PAGE, SINGLE_FILE_MAX_ANSWERS, pages_folder
 
 
@@ -41,17 +41,21 @@ def execute(args: argparse.Namespace) -> int:
     if (args.single_file_max is not None and args.single_file_max < 0) or (args.page_size is not None
                                                                           and args.page_size < 1):
         raise UsageError("--single-file-max must be 0 or more and --page-size 1 or more")
-    snapshot = open_store(args.output_dir or DEFAULT_OUTPUT_DIR)  # the store, read once for every section
-    question_set, note = choose_set(snapshot, args.question_set)
+    output_dir = args.output_dir or DEFAULT_OUTPUT_DIR
+    question_set, note = choose_set(output_dir, args.question_set)  # the manifests and set names: no record read
     if note:
         print(f"note: {note}", file=sys.stderr)
+    # Without --agreement the report reads the records as they come, never all at once (write_report_files); with
+    # it, the store is read once, whole, for the agreement and every section.
+    source: StoreSource = output_dir
     agreement = None
     if args.agreement:
         from runner.views.agreement import DEFAULT_ENCODER, measure_agreement
 
-        agreement = measure_agreement(snapshot, args.encoder or DEFAULT_ENCODER, models=args.models,
+        source = open_store(output_dir)
+        agreement = measure_agreement(source, args.encoder or DEFAULT_ENCODER, models=args.models,
                                       personas=args.persona, question_set=question_set)
-    path, pages = write_report_files(snapshot, args.out, models=args.models, personas=args.persona,
+    path, pages = write_report_files(source, args.out, models=args.models, personas=args.persona,
                                      agreement=agreement, title=args.title, question_set=question_set,
                                      single_file_max=args.single_file_max, questions_per_page=args.page_size)
     where = f"; its {pages} pages of questions are in {pages_folder(path)}/, keep them beside it" if pages else ""

@@ -11,13 +11,14 @@ return plain dataclasses (and ``answers_table`` plain dicts) so notebooks can us
 
 Views show one question set at a time (``question_set``; by default the only one, or the latest run's). Every
 function takes the output folder or a ``Snapshot`` of it (``open_store``): given a folder, it reads the store
-itself; the commands read it once and pass the snapshot to every view, so each record is parsed once.
+itself; the commands read it once and pass the snapshot to every view, so each record is parsed once. A view that
+must not hold every record (the report of a large store) reads them as they come through ``AnswerStream``.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from runner.core.questions import Question, format_user_message
 from runner.core.records import Record, Snapshot, parse_record
 from runner.core.store import Store, legacy_set_name, with_tag
 from runner.tasks.letters import extract_letter
-from runner.views.scores import snapshot_choices
+from runner.views.scores import Choice, record_choice, snapshot_choices
 
 DEFAULT_OUTPUT_DIR = "outputs"
 StoreSource = str | Path | Snapshot  # an output folder, or a snapshot of one
@@ -196,11 +197,12 @@ def open_store(source: StoreSource = DEFAULT_OUTPUT_DIR, question: int | None = 
     with ``question``, of that question's records only."""
     if isinstance(source, Snapshot):
         return source
-    _check_folder(source)
+    check_folder(source)
     return Store(source).snapshot(question=question)
 
 
-def _check_folder(output_dir: str | Path) -> None:
+def check_folder(output_dir: str | Path) -> None:
+    """A UsageError, saying what to do, when the output folder does not exist."""
     if not Path(output_dir).is_dir():
         raise UsageError(f"output folder {output_dir} does not exist; run some questions first "
                          "(or point --output-dir at the folder holding the answers)")
@@ -223,10 +225,22 @@ def question_sets(source: StoreSource = DEFAULT_OUTPUT_DIR) -> list[dict[str, An
     snapshot = open_store(source)
     sets: dict[str, dict[str, Any]] = {}
     for record in snapshot.records:
-        name = record.set_name or ""
-        row = sets.setdefault(name, {"name": name, "questions": set(), "answers": 0, "source": None})
-        row["questions"].add(record.n)
-        row["answers"] += 1
+        _count_in_set(sets, record)
+    return _set_rows(sets, snapshot)
+
+
+def _count_in_set(sets: dict[str, dict[str, Any]], record: Record) -> None:
+    """Count ``record`` in its set's row of ``question_sets`` (its question numbers, as a set, until ``_set_rows``)."""
+    name = record.set_name or ""
+    row = sets.get(name)
+    if row is None:
+        row = sets[name] = {"name": name, "questions": set(), "answers": 0, "source": None}
+    row["questions"].add(record.n)
+    row["answers"] += 1
+
+
+def _set_rows(sets: dict[str, dict[str, Any]], snapshot: Snapshot) -> list[dict[str, Any]]:
+    """The rows ``_count_in_set`` counted, finished: how many questions, where they came from, by name."""
     for name, row in sets.items():
         row["questions"], row["source"] = len(row["questions"]), (snapshot.info(name) or {}).get("source")
     return [sets[name] for name in sorted(sets)]
@@ -240,7 +254,7 @@ def choose_set(source: StoreSource, question_set: str | None) -> tuple[str, str 
     if isinstance(source, Snapshot):
         names, output_dir = source.set_names, source.root
     else:
-        _check_folder(source)
+        check_folder(source)
         names, output_dir = Store(source).set_names(), source
     if question_set is not None:
         if question_set not in names:
@@ -364,12 +378,8 @@ def _fill_question_details(views: list[QuestionAnswers], snapshot: Snapshot, que
     for record in snapshot.records_of(question_set):
         view = wanted.get((record.n, record.question))
         if view is not None and view.question_id is None:
-            view.question_id = record.question_id
-            view.context = record.context
-            view.options = dict(record.options) if record.options is not None else None
-            view.correct = record.answer
-            view.task = record.task
-            view.messages = [dict(m) for m in record.messages] if record.messages is not None else None
+            _fill(view, record.question_id, record.context, record.options, record.answer, record.task,
+                  record.messages)
 
 
 def all_questions(source: StoreSource = DEFAULT_OUTPUT_DIR, models: Sequence[str] | None = None,
@@ -384,6 +394,133 @@ def all_questions(source: StoreSource = DEFAULT_OUTPUT_DIR, models: Sequence[str
     views = group_questions(answers, label_order(snapshot, answers, models), persona_order(answers, personas))
     _fill_question_details(views, snapshot, question_set)
     return views
+
+
+class AnswerStream:
+    """One read of a store's records as they come (``Store.iter_records``), none of them kept: what
+    ``all_questions``, ``question_sets`` and ``encoder_summary`` give, for a view that must never hold every record
+    (the report: 150,000 parsed records take ~430 MB; the Answers made of them, a fraction of that).
+
+    Iterating it yields the records of ``question_set`` (for ``scores.collect_scores``, with ``choice``), and
+    meanwhile it makes an ``Answer`` of each selected generate record, counts every set's records (``sets``) and
+    the set's encoder records (``encoders``), keeps each question's details (options, right answer, ...) and, with
+    ``keys``, where each record of the set is and its answer key (``places``: grades and pairwise preferences are
+    matched to answers by them). Each letter is extracted once: ``choice`` gives the scores the letter the last
+    Answer was made with (only that one record is held). Then ``views()`` groups the answers as ``all_questions``
+    does, raising ``load_answers``'s UsageErrors (no answers, a model or persona filter that matches nothing).
+    """
+
+    def __init__(self, store: Store, snapshot: Snapshot, question_set: str, models: Sequence[str] | None = None,
+                 personas: Sequence[str] | None = None, *, keys: bool = False) -> None:
+        self.store, self.snapshot, self.question_set = store, snapshot, question_set
+        self.models, self.personas = models, personas
+        self.answers: list[Answer] = []
+        self.sets: dict[str, dict[str, Any]] = {}  # question_sets' rows, being counted
+        self.encoder_rows: dict[tuple[str, str], dict[str, Any]] = {}
+        self.places: dict[tuple[str, str, int, int], str | None] | None = {} if keys else None
+        self._details: dict[tuple[int, str], _Details] = {}
+        self._wanted = [resolve_aliases(m) for m in models] if models else []
+        self._keep: set[str] | None = set().union(*self._wanted) if models else None
+        self._matched = [False] * len(self._wanted)
+        self._labels: set[str] = set()  # every generate record's label (to name them when a filter matches none)
+        self._personas: set[str] = set()  # the personas of the generate records the model filter keeps
+        self._generated = 0
+        self._messages: dict[str, str] = {}
+        self._last: tuple[Record | None, Choice] = (None, (None, None))
+
+    def __iter__(self) -> Iterator[Record]:
+        for record in self.store.iter_records():  # every set: each set's counts are shown (question_sets)
+            _count_in_set(self.sets, record)
+            if record.set_name != self.question_set:
+                continue
+            _note_details(self._details, record)
+            _count_encoder(self.encoder_rows, record)
+            if self.places is not None:
+                self.places[record.persona or "", record.label, record.n, record.sample or 1] = record.key
+            if record.kind == "generate":
+                self._answer(record)
+            yield record
+
+    def _answer(self, record: Record) -> None:
+        """Make the Answer of a generate record, unless the model or persona filter leaves it out."""
+        self._generated += 1
+        self._labels.add(record.label)
+        if self._keep is not None:
+            names = record.names
+            for i, spellings in enumerate(self._wanted):
+                self._matched[i] = self._matched[i] or bool(names & spellings)
+            if not names & self._keep:
+                return
+        self._personas.add(record.persona or "?")
+        if self.personas and record.persona not in self.personas:
+            return
+        answer = Answer.from_record(record, self._choose)
+        if answer.user_message is not None:  # the same message under every persona and model: one string of it
+            answer.user_message = self._messages.setdefault(answer.user_message, answer.user_message)
+        self.answers.append(answer)
+
+    def _choose(self, record: Record) -> Choice:
+        found = self._last = (record, record_choice(record))
+        return found[1]
+
+    def choice(self, record: Record) -> Choice:
+        """``scores.record_choice`` of ``record``: the letter its Answer was made with when it was the last one."""
+        last, found = self._last
+        return found if last is record else record_choice(record)
+
+    def question_sets(self) -> list[dict[str, Any]]:
+        """``question_sets`` of the store, once the records are read."""
+        return _set_rows(self.sets, self.snapshot)
+
+    def encoders(self) -> list[dict[str, Any]]:
+        """``encoder_summary`` of the set, once the records are read."""
+        return list(self.encoder_rows.values())
+
+    def views(self) -> list[QuestionAnswers]:
+        """The set's questions with their answers (``all_questions``), once the records are read."""
+        where = self.snapshot.root
+        if not self._generated:
+            raise UsageError(f"no saved answers under question set {self.question_set!r} in {where}; "
+                             "run some questions first")
+        for name, matched in zip(self.models or (), self._matched, strict=True):
+            if not matched:
+                known = ", ".join(model_order(self.snapshot, self._labels))
+                raise UsageError(f"no saved answers from model {name!r} under {where}; saved models: {known}")
+        saved = sorted(self._personas)
+        for name in self.personas or ():
+            if name not in saved:
+                raise UsageError(f"no saved answers under persona {name!r} in {where}; "
+                                 f"saved personas: {', '.join(saved)}")
+        answers = self.answers
+        views = group_questions(answers, label_order(self.snapshot, answers, self.models),
+                                persona_order(answers, self.personas))
+        for view in views:
+            view.set_name = self.question_set
+            found = self._details.get((view.n, view.question))
+            if found is not None:
+                _fill(view, *found)
+        return views
+
+
+# What a question's view takes from its records: id, context, options, right answer, task, conversation turns.
+_Details = tuple[str | None, str | None, dict[str, str] | None, str | None, str | None, list[dict[str, str]] | None]
+
+
+def _note_details(found: dict[tuple[int, str], _Details], record: Record) -> None:
+    """Keep what ``_fill_question_details`` takes from question (n, text)'s records, as it takes it: the first
+    record's with a question id, else the last one's (it fills a view again while the view has no id)."""
+    key = (record.n, record.question)
+    held = found.get(key)
+    if held is None or held[0] is None:
+        found[key] = (record.question_id, record.context, record.options, record.answer, record.task,
+                      record.messages)
+
+
+def _fill(view: QuestionAnswers, question_id: str | None, context: str | None, options: dict[str, str] | None,
+          correct: str | None, task: str | None, messages: list[dict[str, str]] | None) -> None:
+    view.question_id, view.context, view.correct, view.task = question_id, context, correct, task
+    view.options = dict(options) if options is not None else None
+    view.messages = [dict(m) for m in messages] if messages is not None else None
 
 
 def label_order(source: StoreSource, answers: Sequence[Answer], models: Sequence[str] | None = None) -> list[str]:
@@ -442,8 +579,13 @@ def encoder_summary(source: StoreSource = DEFAULT_OUTPUT_DIR,
     """The encoder (embedding) models in the store: model, persona, vectors saved, failures, dimension."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for record in load_records(source, question_set):
-        if record.kind != "embed":
-            continue
+        _count_encoder(rows, record)
+    return list(rows.values())
+
+
+def _count_encoder(rows: dict[tuple[str, str], dict[str, Any]], record: Record) -> None:
+    """Count an encoder (``embed``) record in its model and persona's row of ``encoder_summary``; others: nothing."""
+    if record.kind == "embed":
         label = str(record.alias or record.model)
         row = rows.setdefault((label, str(record.persona)), {
             "model": label, "persona": record.persona, "embedded": 0, "failed": 0, "dim": None})
@@ -452,4 +594,3 @@ def encoder_summary(source: StoreSource = DEFAULT_OUTPUT_DIR,
         else:
             row["embedded"] += 1
             row["dim"] = record.embedding_dim or row["dim"]
-    return list(rows.values())

@@ -9,7 +9,9 @@ past that, ``write_report`` writes a small index and pages of questions beside i
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Sequence
+import gc
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -17,13 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.core.records import Record, Snapshot
-from runner.core.store import write_output
+from runner.core.store import SetStore, Store, write_output
 from runner.views.answers import (
     DEFAULT_OUTPUT_DIR,
     Answer,
+    AnswerStream,
     QuestionAnswers,
     StoreSource,
     all_questions,
+    check_folder,
     choose_set,
     encoder_summary,
     manifest_set,
@@ -175,18 +179,101 @@ class _Report:
 def _prepare(source: StoreSource = DEFAULT_OUTPUT_DIR, *, models: Sequence[str] | None = None,
              personas: Sequence[str] | None = None, agreement: Agreement | None = None,
              title: str = "Model comparison report", question_set: str | None = None) -> _Report:
-    snapshot = open_store(source)
+    """Read what the report shows: from ``source`` when it is a snapshot (its records are held already), else from
+    the folder as a stream (``_read_stream``), so that the records are never all held.
+
+    The one exception: a set with ``--samples`` (the votes on each card group every answer with its samples) is
+    read as a whole snapshot, as before; grades and pairwise preferences need only each answer's place and key,
+    which the stream keeps.
+    """
+    if isinstance(source, Snapshot):
+        return _assemble(_read_snapshot(source, models, personas, question_set), title, agreement)
+    store = Store(source)
+    check_folder(source)
+    light = store.snapshot(records=False)  # the manifests and sets, no record
+    question_set, _ = choose_set(light, question_set)
+    space = store.questions_set(question_set)
+    samples = space.sample_records()
+    if samples:
+        read = _read_snapshot(store.snapshot(), models, personas, question_set, samples=samples)
+    else:
+        read = _read_stream(store, light, question_set, models, personas, space)
+    return _assemble(read, title, agreement)
+
+
+@dataclass
+class _Read:
+    """What the report is made of, read from the store (by ``_read_snapshot`` or ``_read_stream``)."""
+
+    root: Path
+    question_set: str
+    views: list[QuestionAnswers]
+    manifests: list[dict[str, Any]]  # every run's, oldest first
+    sets: list[dict[str, Any]]
+    scores: list[TaskScore]
+    encoders: list[dict[str, Any]]
+    graded: Grades | None
+    grade_index: GradeIndex
+    preferences: Pairwise | None
+    votes: VoteIndex
+
+
+def _read_snapshot(snapshot: Snapshot, models: Sequence[str] | None, personas: Sequence[str] | None,
+                   question_set: str | None, samples: list[Record] | None = None) -> _Read:
+    """Every part from one snapshot that holds the records (given one, or a set with samples)."""
     question_set, _ = choose_set(snapshot, question_set)
+    space = Store(snapshot.root).questions_set(question_set)
+    samples = space.sample_records() if samples is None else samples
     views = all_questions(snapshot, models, personas, question_set)
-    all_manifests = snapshot.manifests
-    manifests = [m for m in all_manifests if _in_set(m, question_set)]
-    scores = set_scores(snapshot, question_set, models, personas)
-    graded, grade_index = _grades(snapshot, question_set, views)
-    preferences = _preferences(snapshot, question_set)
-    sets = question_sets(snapshot)
+    answers = [*snapshot.records_of(question_set), *samples]  # samples: --samples
+    graded, grade_index = _grades(space.grade_records(), answers, views)
+    return _Read(root=Path(snapshot.root), question_set=question_set, views=views, manifests=snapshot.manifests,
+                 sets=question_sets(snapshot), scores=set_scores(snapshot, question_set, models, personas),
+                 encoders=encoder_summary(snapshot, question_set), graded=graded, grade_index=grade_index,
+                 preferences=_preferences(space.pairwise_records(), snapshot.records_of(question_set)),
+                 votes=_votes(snapshot.records_of(question_set), samples))
+
+
+def _read_stream(store: Store, light: Snapshot, question_set: str, models: Sequence[str] | None,
+                 personas: Sequence[str] | None, space: SetStore) -> _Read:
+    """Every part from one read of the records as they come (``AnswerStream``), none kept: each record makes its
+    Answer (its card) and its part of the scores, the letter extracted once for both. Grades and pairwise
+    preferences, when saved, keep each answer's place and key only (``_Placed``)."""
+    from runner.views.scores import collect_scores
+
+    grade_records, pair_records = space.grade_records(), space.pairwise_records()
+    stream = AnswerStream(store, light, question_set, models, personas, keys=bool(grade_records or pair_records))
+    scores = collect_scores(stream, models=_model_names(models), personas=set(personas) if personas else None,
+                            choice=stream.choice)
+    views = stream.views()
+    _add_intervals(scores)
+    placed = [_Placed(*place, key) for place, key in (stream.places or {}).items()]
+    graded, grade_index = _grades(grade_records, placed, views)
+    return _Read(root=Path(light.root), question_set=question_set, views=views, manifests=light.manifests,
+                 sets=stream.question_sets(), scores=scores, encoders=stream.encoders(), graded=graded,
+                 grade_index=grade_index, preferences=_preferences(pair_records, placed), votes={})
+
+
+@dataclass(frozen=True, slots=True)
+class _Placed:
+    """What grades and pairwise preferences read of an answer record to match it (``grades.answer_place`` and
+    ``pairwise.current_pairwise``): where it is and its answer key, under a Record's attribute names."""
+
+    persona: str
+    label: str
+    n: int
+    sample: int
+    key: str | None
+
+
+def _assemble(read: _Read, title: str, agreement: Agreement | None) -> _Report:
+    """The report's parts from what was read."""
+    question_set, views, scores, graded, preferences = (read.question_set, read.views, read.scores, read.graded,
+                                                        read.preferences)
+    manifests = [m for m in read.manifests if _in_set(m, question_set)]
     shown = {v.n for v in views}
-    top = [_settings_section(manifests, question_set, sets, len(all_manifests)),
-           _summary_section(model_summaries(views, all_manifests), encoder_summary(snapshot, question_set))]
+    top = [_settings_section(manifests, question_set, read.sets, len(read.manifests)),
+           _summary_section(model_summaries(views, read.manifests), read.encoders)]
     bottom = [_grades_section(graded) if graded and graded.rows else "",
               _pairwise_section(preferences) if preferences and preferences.groups else ""]
     sections = [("settings", "Run settings"), ("models", "Models")]
@@ -194,9 +281,9 @@ def _prepare(source: StoreSource = DEFAULT_OUTPUT_DIR, *, models: Sequence[str] 
     sections += [("grades", "Grades")] if graded and graded.rows else []
     sections += [("pairwise", "Pairwise")] if preferences and preferences.groups else []
     sections += [("agreement", "Agreement")] if agreement else []
-    return _Report(title=title, question_set=question_set, views=views, output_dir=Path(snapshot.root), sets=sets,
-                   scores=scores, agreement=agreement, grade_index=grade_index,
-                   votes=_votes(snapshot, question_set), top=top, bottom=bottom, sections=sections,
+    return _Report(title=title, question_set=question_set, views=views, output_dir=read.root, sets=read.sets,
+                   scores=scores, agreement=agreement, grade_index=read.grade_index, votes=read.votes, top=top,
+                   bottom=bottom, sections=sections,
                    render_scores=(lambda href: _scores_section(scores, shown, href)) if scores else None)
 
 
@@ -211,8 +298,9 @@ def build_report(source: StoreSource = DEFAULT_OUTPUT_DIR, *, models: Sequence[s
 
     ``question_set`` None: the only set, or the latest run's. Multiple-choice answers get their verdict, and a
     scores section (the set's leaderboard, log-likelihood records included) comes after the model summary.
-    ``source`` is the output folder, or a snapshot of it (read once: every section is made from it). Always one
-    file, whatever its size: ``write_report`` pages a report past ``SINGLE_FILE_MAX_ANSWERS`` answers.
+    ``source`` is the output folder, read once as a stream of records that are never all held (``_prepare``), or
+    a snapshot of it (every section is made from it). Always one file, whatever its size: ``write_report`` pages a
+    report past ``SINGLE_FILE_MAX_ANSWERS`` answers.
     """
     return _single_file(_prepare(source, models=models, personas=personas, agreement=agreement, title=title,
                                  question_set=question_set))
@@ -252,15 +340,25 @@ def set_scores(source: StoreSource, question_set: str, models: Sequence[str] | N
     Log-likelihood records count too (they are no answers, so they have no card); the persona filter applies to
     free-text answers only, as in ``score``.
     """
-    from runner.views.comparisons import Statistics, add_intervals
     from runner.views.scores import collect_scores, snapshot_choices
 
-    names = set().union(*(resolve_aliases(m) for m in models)) if models else None
     snapshot = open_store(source)
-    scores = collect_scores(snapshot.records_of(question_set), models=names,
+    scores = collect_scores(snapshot.records_of(question_set), models=_model_names(models),
                             personas=set(personas) if personas else None, choice=snapshot_choices(snapshot))
-    add_intervals(scores, Statistics())  # 95% bootstrap intervals, as score computes them by default
+    _add_intervals(scores)
     return scores
+
+
+def _model_names(models: Sequence[str] | None) -> set[str] | None:
+    """Every spelling the model filter accepts (``collect_scores``' ``models``)."""
+    return set().union(*(resolve_aliases(m) for m in models)) if models else None
+
+
+def _add_intervals(scores: list[TaskScore]) -> None:
+    """95% bootstrap intervals, as ``score`` computes them by default."""
+    from runner.views.comparisons import Statistics, add_intervals
+
+    add_intervals(scores, Statistics())
 
 
 def _in_set(manifest: dict[str, Any], question_set: str) -> bool:
@@ -315,20 +413,38 @@ def write_report_files(source: StoreSource = DEFAULT_OUTPUT_DIR, out: str | Path
     fix = (f"make {path.parent} writable, or choose another --out PATH" if out else
            f"make {root} writable, or write the report elsewhere with --out PATH")
     guard = None if out else root
-    report = _prepare(source, **kwargs)
-    limit = SINGLE_FILE_MAX_ANSWERS if single_file_max is None else single_file_max
-    if report.answers <= limit:
-        # A report is meant to be shared: readable by all (the temporary file behind the write is private).
-        write_output(path, _single_file(report), root=guard, mode=0o644, fix=fix)
-        remove_stale_pages(pages_folder(path))  # an earlier, bigger report's pages would mislead
-        return path, 0
-    paged = PagedReport(path, paginate(report.views, questions_per_page or QUESTIONS_PER_PAGE))
-    subtitle = report.subtitle()
-    paged.write(lambda page: paged.page_document(page, report.title, subtitle, report.sections, report.question),
-                root=guard, fix=fix)
-    write_output(path, _paged_index(report, paged), root=guard, mode=0o644, fix=fix)
-    remove_stale_pages(paged.folder, keep=len(paged.pages))
-    return path, len(paged.pages)
+    with _collector_paused():
+        report = _prepare(source, **kwargs)
+        limit = SINGLE_FILE_MAX_ANSWERS if single_file_max is None else single_file_max
+        if report.answers <= limit:
+            # A report is meant to be shared: readable by all (the temporary file behind the write is private).
+            write_output(path, _single_file(report), root=guard, mode=0o644, fix=fix)
+            remove_stale_pages(pages_folder(path))  # an earlier, bigger report's pages would mislead
+            return path, 0
+        paged = PagedReport(path, paginate(report.views, questions_per_page or QUESTIONS_PER_PAGE))
+        subtitle = report.subtitle()
+        paged.write(lambda page: paged.page_document(page, report.title, subtitle, report.sections,
+                                                     report.question), root=guard, fix=fix)
+        write_output(path, _paged_index(report, paged), root=guard, mode=0o644, fix=fix)
+        remove_stale_pages(paged.folder, keep=len(paged.pages))
+        return path, len(paged.pages)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while the report is read and written; its state is restored after.
+
+    What the report makes (records, Answers, scores, HTML) holds no reference cycle, so reference counting frees
+    all of it as before, and the peak memory is the same. The collector's full passes, though, walk every object
+    held: at 150,000 answers they ran about 20 times over the growing Answers and scores, ~5 s of ~25.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _toc(views: Sequence[QuestionAnswers], sections: Sequence[tuple[str, str]], only_wrong: str) -> str:
@@ -667,15 +783,13 @@ GradeIndex = dict[tuple[str, str, int, int], list[Record]]
 VoteIndex = dict[tuple[str, str, int], dict[str, Any]]  # (persona, model label, n) -> the votes of its samples
 
 
-def _votes(snapshot: Snapshot, question_set: str) -> VoteIndex:
+def _votes(answers: list[Record], samples: list[Record]) -> VoteIndex:
     """The votes of each answer's samples (``--samples``), for the multiple-choice answers that have samples."""
-    from runner.core.store import Store
     from runner.views.consistency import collect_samples, vote_index
 
-    samples = Store(snapshot.root).questions_set(question_set).sample_records()
     if not samples:
         return {}
-    return vote_index(collect_samples(snapshot.records_of(question_set), samples))
+    return vote_index(collect_samples(answers, samples))
 
 
 def _votes_badge(votes: dict[str, Any] | None) -> str:
@@ -690,20 +804,19 @@ def _votes_badge(votes: dict[str, Any] | None) -> str:
     return f'<span class="badge {css} verdict votes" title="{esc(title)}">{esc(votes_text(votes))}</span>'
 
 
-def _grades(snapshot: Snapshot, question_set: str, views: Sequence[QuestionAnswers]) -> tuple[Grades | None,
-                                                                                                GradeIndex]:
-    """The judges' grades of the answers shown (``grade``): their summary, and each answer's grades."""
-    from runner.core.store import Store
+def _grades(records: list[Record], answers: Sequence[Record | _Placed],
+            views: Sequence[QuestionAnswers]) -> tuple[Grades | None, GradeIndex]:
+    """The judges' grades (``records``, ``grade``) of the answers shown: their summary, and each answer's grades.
+
+    ``answers`` are the set's answer records and samples, or their places and keys (``_Placed``): a grade counts
+    when it was made of the answer saved now.
+    """
     from runner.views.grades import answer_place, collect, current_grades
 
-    records = Store(snapshot.root).questions_set(question_set).grade_records()
     if not records:
         return None, {}
     shown = {(a.persona, a.label, v.n) for v in views for a in v.answers}
-    space = Store(snapshot.root).questions_set(question_set)
-    answers = [r for r in [*snapshot.records_of(question_set), *space.sample_records()]  # samples: --samples
-               if answer_place(r)[:3] in shown]
-    current = current_grades(records, answers)
+    current = current_grades(records, [a for a in answers if answer_place(a)[:3] in shown])  # type: ignore[arg-type]
     index: GradeIndex = {}
     for g in current:
         index.setdefault(answer_place(g), []).append(g)
@@ -726,16 +839,15 @@ def _grades_section(grades: Grades) -> str:
             f"<th>n</th><th>ungradable</th></tr></thead><tbody>{rows}</tbody></table>{agreement}</section>")
 
 
-def _preferences(snapshot: Snapshot, question_set: str) -> Pairwise | None:
-    """The pairwise preferences saved for the answers of the set (``grade --pairwise``), or None."""
-    from runner.core.store import Store
+def _preferences(records: list[Record], answers: Sequence[Record | _Placed]) -> Pairwise | None:
+    """The pairwise preferences saved for the answers of the set (``records``, ``grade --pairwise``), or None;
+    ``answers``: the set's records, or their places and keys (``_Placed``)."""
     from runner.views.pairwise import collect as collect_pairs
     from runner.views.pairwise import current_pairwise
 
-    records = Store(snapshot.root).questions_set(question_set).pairwise_records()
     if not records:
         return None
-    current = current_pairwise(records, snapshot.records_of(question_set))
+    current = current_pairwise(records, answers)  # type: ignore[arg-type]
     return collect_pairs(current) if current else None
 
 

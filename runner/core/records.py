@@ -307,22 +307,27 @@ class ValuePool:
     """
 
     def __init__(self) -> None:
-        self._values: dict[Any, Any] = {}
+        self._values: dict[str, dict[Any, Any]] = {name: {} for name in SHARED_FIELDS}  # per field: token -> value
+        self._given: dict[frozenset[str], set[str]] = {}
 
     def share(self, record: Record) -> Record:
         """``record`` with its repeated values (and its set of given field names) replaced by shared ones."""
         values = record.__dict__
-        for name in SHARED_FIELDS:
+        for name, pool in self._values.items():
             value = values.get(name)
-            if value is None or isinstance(value, (int, float)):
+            if value is None:
+                continue
+            if type(value) is str:  # the value is its own token
+                values[name] = pool.setdefault(value, value)
                 continue
             try:
-                token = (name, _frozen(value))
+                token = _frozen(value)
+                hash(token)
             except TypeError:  # a value that cannot be a dictionary key: kept as it is
                 continue
-            values[name] = self._values.setdefault(token, value)
+            values[name] = pool.setdefault(token, value)
         given = record.__pydantic_fields_set__
-        object.__setattr__(record, "__pydantic_fields_set__", self._values.setdefault(frozenset(given), given))
+        object.__setattr__(record, "__pydantic_fields_set__", self._given.setdefault(frozenset(given), given))
         return record
 
 

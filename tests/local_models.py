@@ -37,7 +37,7 @@ def minilm() -> EncoderEmbedder:
 @contextmanager
 def restored(generator: HFGenerator) -> Iterator[HFGenerator]:
     """``generator`` for one test: what the test changes (batch size, context, model, switches) is put back."""
-    names = ("batch_size", "context", "model", "prefix_caching", "own_prefill", "share_prefix")
+    names = ("batch_size", "context", "model", "prefix_caching", "own_prefill", "share_prefix", "thread_tuner")
     saved = {name: getattr(generator, name) for name in names}
     try:
         yield generator

@@ -28,7 +28,7 @@ from runner.core.settings import GenerationSettings, load_config
 from runner.providers.base import Request
 from runner.providers.catalog import resolve_model
 from runner.providers.local import fastpath
-from runner.providers.local.fastpath import packed_linear, prefix_attention
+from runner.providers.local.fastpath import packed_linear, prefix_attention, threads
 from runner.providers.local.hf import HFGenerator
 
 needs_fast_path = pytest.mark.skipif(not fastpath.available("cpu")[0],
@@ -221,3 +221,64 @@ def test_cpu_fast_path_off_reaches_the_provider_through_the_cli(tiny: Path, tmp_
     assert default.settings.cpu_fast_path is True and default_record["settings"]["cpu_fast_path"] is True
     assert default_packed > 0 and default.share_prefix  # on by default
     assert off_record["text"] == on_record["text"]
+
+
+def test_the_thread_tuner_measures_both_counts_briefly_and_keeps_the_faster() -> None:
+    tuner = threads.ThreadTuner(2)
+    assert tuner.plan(16) == (2, threads.PROBE_TOKENS)  # nothing measured: one short step first
+    tuner.record(2, seconds=6.4, rows=64, tokens=1)  # 0.1 s per row and token: a loaded machine
+    assert tuner.plan(16) == (1, threads.PROBE_TOKENS)  # then the other count, as briefly
+    tuner.record(1, seconds=1.28, rows=64, tokens=1)
+    assert tuner.chosen == 1 and tuner.plan(16) == (1, 16)  # the faster one, for whole chunks
+    for _ in range(threads.REVISIT - 1):
+        tuner.record(1, seconds=20.48, rows=64, tokens=16)
+        assert tuner.plan(16) == (1, 16)
+    tuner.record(1, seconds=20.48, rows=64, tokens=16)
+    assert tuner.plan(16) == (2, threads.PROBE_TOKENS)  # revisited every REVISIT chunks
+    tuner.record(2, seconds=0.64, rows=64, tokens=1)  # the load has gone: two threads are faster again
+    assert tuner.chosen == 2 and tuner.plan(16) == (2, 16)
+    tuner.record(2, seconds=0.64 * 16 * threads.SLOWER * 1.1, rows=64, tokens=16)  # slower than when chosen
+    assert tuner.plan(16) == (1, threads.PROBE_TOKENS)
+    assert threads.ThreadTuner(1).plan(16) == (1, 16)  # one thread: nothing to choose
+
+
+def test_using_sets_torch_threads_for_the_block_only() -> None:
+    before = torch.get_num_threads()
+    with threads.using(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+class _Alternating(threads.ThreadTuner):
+    """A tuner that switches the thread count at every chunk (chunks of 1 to 4 tokens)."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.used: list[int] = []
+
+    def plan(self, tokens: int) -> tuple[int, int]:
+        count = self.options[len(self.used) % len(self.options)]
+        self.used.append(count)
+        return count, 1 + len(self.used) % min(tokens, 4)
+
+
+@needs_fast_path
+def test_greedy_answers_do_not_depend_on_the_decoding_threads() -> None:
+    generator = smollm2()
+    assert generator.thread_tuner is not None  # on the CPU speed path, decoding threads follow the load
+    settings = GenerationSettings(max_new_tokens=24)
+    requests = [Request(f"k{i}", PERSONA, q, settings) for i, q in enumerate(QUESTIONS)]
+    saved = generator.thread_tuner, torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        generator.thread_tuner = None
+        fixed = generator.generate(requests)
+        generator.thread_tuner = alternating = _Alternating(2)
+        switched = generator.generate(requests)
+    finally:
+        generator.thread_tuner = saved[0]
+        torch.set_num_threads(saved[1])
+    assert set(alternating.used) == {1, 2} and len(alternating.used) > 4
+    assert [r.text for r in switched] == [r.text for r in fixed]
+    assert [(r.completion_tokens, r.finish_reason) for r in switched] == \
+           [(r.completion_tokens, r.finish_reason) for r in fixed]

@@ -28,7 +28,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runner.providers.local.fastpath.threads import ThreadTuner
 
 # Below this many shared tokens, sharing a prefix is not worth it.
 MIN_SHARED_PREFIX = 32
@@ -292,16 +295,21 @@ def prefixed_inputs(prefix: list[int], suffixes: list[list[int]], pad_id: int, d
 def generate_in_chunks(model: Any, inputs: dict[str, Any], cache: Any, options: dict[str, Any],
                        max_new_tokens: int, stop_ids: set[int],
                        on_done: Callable[[int, list[int]], None] | None = None,
-                       on_tokens: Callable[[int], None] | None = None) -> list[list[int]]:
+                       on_tokens: Callable[[int], None] | None = None,
+                       tuner: ThreadTuner | None = None) -> list[list[int]]:
     """Each row's new tokens: ``generate`` in chunks continuing ``cache``, finished rows leaving the batch.
 
     A row is finished once it has produced one of ``stop_ids``; what ``generate`` adds after that is cut off by
     the caller, as for one plain ``generate`` call. Greedy answers are the same as from one call. ``on_done(row,
     tokens)`` is called as soon as a row finishes (so its answer can be saved before the batch ends; rows still
     running at the end are not reported through it), ``on_tokens(count)`` after each chunk with the tokens the
-    unfinished rows produced.
+    unfinished rows produced. ``tuner`` (the CPU speed path) picks each chunk's thread count (fastpath/threads.py).
     """
+    import time
+
     import torch
+
+    from runner.providers.local.fastpath.threads import using
 
     input_ids, mask = inputs["input_ids"], inputs["attention_mask"]
     rows = list(range(input_ids.shape[0]))  # which answer each batch row belongs to
@@ -310,8 +318,13 @@ def generate_in_chunks(model: Any, inputs: dict[str, Any], cache: Any, options: 
     remaining = max_new_tokens
     while remaining > 0:
         step = min(CHUNK_TOKENS, remaining)
-        output = model.generate(input_ids=input_ids, attention_mask=mask, past_key_values=cache,
-                                **{**options, "max_new_tokens": step})
+        threads, step = tuner.plan(step) if tuner is not None else (torch.get_num_threads(), step)
+        began = time.perf_counter()
+        with using(threads):
+            output = model.generate(input_ids=input_ids, attention_mask=mask, past_key_values=cache,
+                                    **{**options, "max_new_tokens": step})
+        if tuner is not None:
+            tuner.record(threads, time.perf_counter() - began, len(rows), output.shape[1] - input_ids.shape[1])
         added = output[:, input_ids.shape[1] :]
         produced = 0
         for position, tokens in enumerate(added.tolist()):

@@ -28,6 +28,7 @@ from runner.providers.local.devices import (
     plan_placement,
 )
 from runner.providers.local.fastpath import prefix_attention
+from runner.providers.local.fastpath.threads import ThreadTuner, using
 from runner.providers.local.hub import locate_weights, not_downloadable, quiet_loading_bars
 from runner.providers.local.prompt_formats import build_prompt, resolve_format
 from runner.providers.local.traces import prompt_opens_trace, take_apart
@@ -144,6 +145,7 @@ class HFGenerator(Generator):
         self.prefix_caching = True  # share the prompts' common prefix across a group of requests
         self.own_prefill = False  # fill the cache before generate (hf_batch.py); decided in load()
         self.share_prefix = False  # attention reads the shared prefix once per batch (prefix_attention.py); CPU only
+        self.thread_tuner: ThreadTuner | None = None  # decoding threads that follow the load (threads.py); CPU only
 
     def load(self) -> None:
         """Load the model and tokenizer once; raise ModelUnavailable when the model cannot run here, and UsageError
@@ -160,6 +162,10 @@ class HFGenerator(Generator):
         self.own_prefill = preallocate(self.model, self.settings, self.placement.device)
         self.share_prefix = (self.own_prefill and fastpath.enabled(self.settings, self.placement.device)
                              and prefix_attention.enable(self.model))
+        if self.own_prefill and fastpath.enabled(self.settings, self.placement.device):
+            import torch
+
+            self.thread_tuner = ThreadTuner(torch.get_num_threads())
 
     def close(self) -> None:
         """Drop the model and return its memory (GPU included) before the next model loads."""
@@ -314,7 +320,9 @@ class HFGenerator(Generator):
         cache = None
         if prefill is not None:
             skip = len(prefill.prefix)
-            enc, cache = prefill.prepare([p.ids[skip:] for p in batch], settings.max_new_tokens)
+            # With the thread count decoding found faster of late (threads.py): a shared CPU slows both alike.
+            with using(self.thread_tuner.chosen if self.thread_tuner else torch.get_num_threads()):
+                enc, cache = prefill.prepare([p.ids[skip:] for p in batch], settings.max_new_tokens)
         else:
             enc = self.tokenizer.pad({"input_ids": [p.ids for p in batch]}, padding=True, return_tensors="pt")
             enc = {k: v.to(self.model.device) for k, v in enc.items()}
@@ -327,7 +335,8 @@ class HFGenerator(Generator):
 
                 with prefill.attending():
                     new_tokens = generate_in_chunks(self.model, enc, cache, options, settings.max_new_tokens,
-                                                    self.stop_ids, on_done=done, on_tokens=self.token_meter)
+                                                    self.stop_ids, on_done=done, on_tokens=self.token_meter,
+                                                    tuner=self.thread_tuner)
             else:
                 output = self.model.generate(**enc, **options)
                 new_tokens = output[:, enc["input_ids"].shape[1] :].tolist()

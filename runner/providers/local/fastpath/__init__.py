@@ -1,13 +1,15 @@
 """The CPU speed path behind one switch (``--cpu-fast-path on|off``, ``GenerationSettings.cpu_fast_path``).
 
-Three parts, each measured on the embedded model on a 2-core x86-64 CPU (``benchmarks/bench_local.py``):
+Four parts, each measured on the embedded model on a 2-core x86-64 CPU (``benchmarks/bench_local.py``):
 
 - prefix ("cascade") attention (``prefix_attention.py``): a batch's shared prompt prefix is kept once and read
   once per step, registered through transformers' ``AttentionInterface``;
 - packed linear layers (``packed_linear.py``): float32 ``torch.nn.Linear`` layers computed by oneDNN from weights
   packed once, through private ``torch.ops.mkldnn`` operators;
 - the preallocated cache and grouped prefill (``..batching``: ``BatchPrefill``, ``PreallocatedLayer``), which
-  subclass transformers' cache internals (``cache_utils.DynamicLayer``).
+  subclass transformers' cache internals (``cache_utils.DynamicLayer``);
+- decoding threads that follow the machine's load (``threads.py``): each chunk runs with torch's threads or one,
+  whichever was measured faster of late (on a shared CPU, two threads waiting for each other can be 7x slower).
 
 ``enabled`` is the one decision: the switch is on, the model runs on the CPU, the CPU is x86-64 (where it was
 measured), torch and transformers are of the major versions it was tested with (``TESTED_MAJORS``) and the packed

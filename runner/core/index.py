@@ -108,6 +108,7 @@ class Index:
         self._unusable = False
         self._lock = threading.RLock()
         self._pending: list[tuple[Any, ...]] = []
+        self._places: dict[Path, tuple[str, str | None, str, str | None, str | None, int | None]] = {}
         self._last_flush = time.monotonic()
 
     @classmethod
@@ -246,11 +247,11 @@ class Index:
         Files that are new or changed since they were indexed are read (and their rows written); rows of files that
         are gone are dropped. A folder that cannot be listed has no rows.
         """
-        return self.folder_read(folder)[0]
+        return self.folder_read(folder, keep=False)[0]
 
-    def folder_read(self, folder: Path) -> tuple[dict[str, Row], dict[str, dict[str, Any]]]:
-        """``folder``'s rows, and the records the check had to read (by file name: valid ones), so that a reader of
-        every record does not parse those twice."""
+    def folder_read(self, folder: Path, keep: bool = True) -> tuple[dict[str, Row], dict[str, dict[str, Any]]]:
+        """``folder``'s rows, and (``keep``) the records the check had to read (by file name: valid ones), so that a
+        reader of every record does not parse those twice."""
         rel = self._rel(folder)
         with self._lock:
             self.flush()  # this process's own rows first, so its fresh files are not read again
@@ -270,7 +271,7 @@ class Index:
                     out[name] = row
                     continue
                 data, problem = _read(folder / name, regular)
-                if data is not None:
+                if data is not None and keep:
                     parsed[name] = data
                 row = Row(name, int(name[:-5]), ino, mtime_ns, size, has_txt,
                           _text(data.get("key")) if data else None, bool(data) and not data.get("error"), problem)
@@ -322,13 +323,15 @@ class Index:
             return []
 
     # -- writing --------------------------------------------------------------------------------------------
-    def note(self, path: Path, record: dict[str, Any], has_txt: bool) -> None:
-        """A record a run has just saved at ``path`` (its ``.txt`` written when ``has_txt``), buffered for the
-        database (rows lost to a kill are found again by the next check against the files)."""
-        try:
-            st = os.lstat(path)
-        except OSError:
-            return
+    def note(self, path: Path, record: dict[str, Any], has_txt: bool, st: os.stat_result | None = None) -> None:
+        """A record a run has just saved at ``path`` (its ``.txt`` written when ``has_txt``; ``st``: the file's stat
+        when the writer has it), buffered for the database (rows lost to a kill are found again by the next check
+        against the files)."""
+        if st is None:
+            try:
+                st = os.lstat(path)
+            except OSError:
+                return
         folder, name = path.parent, path.name
         row = Row(name, int(name[:-5]), st.st_ino, st.st_mtime_ns, st.st_size, has_txt,
                   _text(record.get("key")), not record.get("error"), None)
@@ -347,6 +350,21 @@ class Index:
                               f"VALUES ({', '.join('?' * len(_COLUMNS))})", pending)
 
     # -- helpers ---------------------------------------------------------------------------------------------
+    def _place(self, folder: Path) -> tuple[str, str | None, str, str | None, str | None, int | None]:
+        """Where a folder lies: its relative path, set, space, persona, model folder and sample (once per folder)."""
+        place = self._places.get(folder)
+        if place is None:
+            rel = self._rel(folder)
+            parts = rel.split("/")
+            sample = None
+            if len(parts) >= 2 and parts[-2] == SAMPLES_DIR and parts[-1].isdigit():
+                sample, parts = int(parts[-1]), parts[:-2]
+            place = self._places[folder] = (
+                rel, parts[0] if parts else None,
+                "/".join(parts[1:3]) if len(parts) >= 5 and parts[1].startswith("_") else "",
+                parts[-2] if len(parts) >= 3 else None, parts[-1] if len(parts) >= 3 else None, sample)
+        return place
+
     def _rel(self, folder: Path) -> str:
         try:
             return folder.relative_to(self.root).as_posix()
@@ -355,16 +373,8 @@ class Index:
 
     def _columns(self, folder: Path, name: str, data: dict[str, Any] | None, row: Row) -> tuple[Any, ...]:
         """The values of one row, in ``_COLUMNS`` order (``data`` None: the record's own columns left empty)."""
-        rel = self._rel(folder)
-        parts = rel.split("/")
-        sample = None
-        if len(parts) >= 2 and parts[-2] == SAMPLES_DIR and parts[-1].isdigit():
-            sample, parts = int(parts[-1]), parts[:-2]
-        set_name = parts[0] if parts else None
-        space = "/".join(parts[1:3]) if len(parts) >= 5 and parts[1].startswith("_") else ""
-        persona = parts[-2] if len(parts) >= 3 else None
-        model_folder = parts[-1] if len(parts) >= 3 else None
-        values = {c: None for c in _RECORD_COLUMNS}
+        rel, set_name, space, persona, model_folder, sample = self._place(folder)
+        values = dict.fromkeys(_RECORD_COLUMNS)
         score = None
         if data:
             for column in _RECORD_COLUMNS:

@@ -80,7 +80,8 @@ def encode_record(record: dict[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-def atomic_write(path: Path, data: str | bytes, *, root: Path | None = None, mode: int | None = None) -> None:
+def atomic_write(path: Path, data: str | bytes, *, root: Path | None = None,
+                 mode: int | None = None) -> os.stat_result:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
 
     The data goes to a new temporary file in the same folder (created exclusively, so never through a link), which
@@ -88,7 +89,8 @@ def atomic_write(path: Path, data: str | bytes, *, root: Path | None = None, mod
     output folder), a folder on the way that is a symbolic link leading outside ``root`` is refused (UsageError)
     before anything is created. ``mode`` sets the file's permissions; by default they follow the umask
     (``default_file_mode``), so colleagues sharing an output folder can read it as they read any other file (the
-    temporary file is private until it is complete).
+    temporary file is private until it is complete). Returns the written file's stat (its inode, size and
+    modification time are those of ``path`` after the rename).
     """
     if root is not None:
         check_inside(root, path.parent)
@@ -98,11 +100,14 @@ def atomic_write(path: Path, data: str | bytes, *, root: Path | None = None, mod
         with os.fdopen(fd, "wb") as fh:
             fh.write(data.encode("utf-8") if isinstance(data, str) else data)
             os.fchmod(fh.fileno(), default_file_mode() if mode is None else mode)  # by descriptor: never a link
+            fh.flush()
+            written = os.fstat(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with suppress(OSError):
             os.unlink(tmp)
         raise
+    return written
 
 
 def write_output(path: Path, data: str | bytes, *, root: Path | None = None, mode: int | None = None,
@@ -274,9 +279,9 @@ class SetStore:
                 stale.unlink()
         elif body is not None:
             atomic_write(path / f"{n}.txt", body, root=self.root)
-        atomic_write(path / f"{n}.json", encode_record(record), root=self.root)
+        written = atomic_write(path / f"{n}.json", encode_record(record), root=self.root)
         has_txt = not record.get("error") and (body is not None or (path / f"{n}.txt").is_file())
-        Index.of(self.root).note(path / f"{n}.json", record, has_txt)
+        Index.of(self.root).note(path / f"{n}.json", record, has_txt, written)
 
     def saved_keys(self, persona: str, folder: str) -> dict[int, str]:
         """The key of every answer saved in one model folder (a valid, successful record with its ``.txt``), by

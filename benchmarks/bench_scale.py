@@ -96,6 +96,7 @@ def index_ab(workdir: Path, questions: Path, count: int, pairs: int) -> None:
                 (out / "index.db").mkdir(parents=True)
             command = runner("run", "-q", str(sample), "-m", "fake:echo", "-p", PERSONAS, "-o", str(out),
                              "--no-progress")
+            os.sync()  # the previous run's files written out first: the kernel's write-back is no one's cost
             seconds[side].append(timed(command, workdir)[0])
             shutil.rmtree(out, ignore_errors=True)
     low = {side: min(values) for side, values in seconds.items()}

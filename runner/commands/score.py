@@ -164,7 +164,8 @@ def execute(args: argparse.Namespace) -> int:
     if sets and args.question_set not in snapshot.set_names:
         raise UsageError(f"no question set {args.question_set!r} under {output_dir}; saved sets: "
                          f"{', '.join(snapshot.set_names) or '(none)'}")
-    seen = _Counted(snapshot.records if again else store.iter_records(args.question_set if sets else None))
+    seen = _Counted(snapshot.records if again else store.iter_records(args.question_set if sets else None,
+                                                                      share=False))
     choice = ChoiceMemo() if again else record_choice
     scores = collect_scores(seen, models=_model_names(args.models), personas=personas, questions=wanted, sets=sets,
                             choice=choice)

@@ -517,14 +517,16 @@ class Store:
             names.update(r.set_name for r in self._legacy_records() if r.set_name)
         return sorted(names)
 
-    def iter_records(self, set_name: str | None = None) -> Iterator[Record]:
+    def iter_records(self, set_name: str | None = None, *, share: bool = True) -> Iterator[Record]:
         """Every saved record (of one set, or all), in a stable order; each carries its set (``set_name``).
 
         Each call reads the files again: a command that reads the store more than once takes a ``snapshot``.
+        ``share=False``: the values records repeat are not shared (``ValuePool``), for a reader that keeps little
+        of each record (``score``: about 10 us a record saved).
         """
         for set_dir in self.set_dirs():
             if set_name is None or set_dir.name == set_name:
-                yield from _set_records(set_dir, self.root)
+                yield from _set_records(set_dir, self.root, share=share)
         for record in self._legacy_records():
             if set_name is None or record.set_name == set_name:
                 yield record
@@ -722,10 +724,10 @@ def _numbered(folder: Path) -> list[Path]:
 
 
 def _set_records(set_dir: Path, root: Path, question: int | None = None, personas: set[str] | None = None,
-                 models: set[str] | None = None) -> Iterator[Record]:
+                 models: set[str] | None = None, share: bool = True) -> Iterator[Record]:
     """The records of one question set folder, persona by persona, model by model (only question ``question``'s
     when given; folders of other ``personas``, or that the index says hold none of ``models``, left out)."""
-    pool = ValuePool()
+    pool = ValuePool() if share else None
     index = Index.of(root)
     for persona_dir in _subdirs(set_dir, root):
         if personas is not None and persona_dir.name not in personas:

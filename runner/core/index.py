@@ -436,4 +436,11 @@ def _read(path: Path, regular: bool) -> tuple[dict[str, Any] | None, str | None]
     return data, None
 
 
-atexit.register(Index.forget_all)  # written and closed: SQLite folds its WAL file back and removes it
+def _close_at_exit() -> None:
+    """At exit: write and close every index (SQLite folds its WAL file back and removes it). A Ctrl-C landing here,
+    after the command's work is done, leaves at most a WAL file the next command folds back: no traceback."""
+    with contextlib.suppress(KeyboardInterrupt):
+        Index.forget_all()
+
+
+atexit.register(_close_at_exit)

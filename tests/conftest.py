@@ -25,20 +25,6 @@ def _reset_fake() -> None:
     FakeGenerator.reset()
 
 
-@pytest.fixture
-def no_gc_pause() -> Iterator[None]:
-    """This test process's garbage collector off for a timing test: late in a full suite the process holds millions
-    of objects and one full collection can stall it for seconds, which a bound on the child's response would count."""
-    import gc
-
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 def write_jsonl(path: Path, rows: list[object]) -> Path:
     """Write rows (dicts, or raw strings written as-is) as a JSONL file."""
     lines = [r if isinstance(r, str) else json.dumps(r) for r in rows]

@@ -201,7 +201,7 @@ def start_cli(tmp_path: Path) -> subprocess.Popen[str]:
                             cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def test_ctrl_c_stops_the_local_model_and_the_api_requests(tmp_path: Path, no_gc_pause: None) -> None:
+def test_ctrl_c_stops_the_local_model_and_the_api_requests(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "questions.jsonl", [{"question": f"Question number {i}?"} for i in range(N_QUESTIONS)])
     local = tmp_path / "outputs" / "questions" / "oncology-researcher" / "slow"
     api = tmp_path / "outputs" / "questions" / "oncology-researcher" / "served-model"

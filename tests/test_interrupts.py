@@ -69,7 +69,7 @@ def test_sigkill_then_rerun_completes(tmp_path: Path) -> None:
         assert after[n]["run_id"] == record["run_id"]
 
 
-def test_sigint_stops_quickly_and_says_how_to_resume(tmp_path: Path, no_gc_pause: None) -> None:
+def test_sigint_stops_quickly_and_says_how_to_resume(tmp_path: Path) -> None:
     make_questions(tmp_path)
     folder = tmp_path / "outputs" / "questions" / "oncology-researcher" / "async-echo"
     proc = start_run(tmp_path)

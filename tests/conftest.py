@@ -25,6 +25,15 @@ def _reset_fake() -> None:
     FakeGenerator.reset()
 
 
+def sigint_as_a_terminal_sends_it() -> None:
+    """``preexec_fn`` for a child a test interrupts: SIGINT at its default, as in a terminal. A shell without job
+    control starts a background job (``pytest ... &``) with SIGINT ignored, which every child would inherit: its
+    Python would then never see Ctrl-C, whatever the tool does."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def write_jsonl(path: Path, rows: list[object]) -> Path:
     """Write rows (dicts, or raw strings written as-is) as a JSONL file."""
     lines = [r if isinstance(r, str) else json.dumps(r) for r in rows]

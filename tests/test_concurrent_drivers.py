@@ -21,7 +21,7 @@ from runner.core.settings import GenerationSettings
 from runner.core.store import SetStore
 from runner.engine import run
 from runner.providers.fake import FakeGenerator
-from tests.conftest import REPO, write_jsonl
+from tests.conftest import REPO, sigint_as_a_terminal_sends_it, write_jsonl
 from tests.fake_servers import FakeServer
 from tests.test_interrupts import saved_records, wait_for_answers
 
@@ -198,7 +198,8 @@ def start_cli(tmp_path: Path) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env.update({"NO_PROGRESS": "1", "PYTHONPATH": str(REPO), "OPENAI_BASE_URL": ""})
     return subprocess.Popen([sys.executable, str(REPO / "medical_model_runner.py"), "run", "--config", "run.toml"],
-                            cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=sigint_as_a_terminal_sends_it)
 
 
 def test_ctrl_c_stops_the_local_model_and_the_api_requests(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import REPO, write_jsonl
+from tests.conftest import REPO, sigint_as_a_terminal_sends_it, write_jsonl
 
 N_QUESTIONS = 400  # fake:async-echo answers in 20 ms, 8 at a time: about 1 s in all
 
@@ -19,7 +19,7 @@ def start_run(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "NO_PROGRESS": "1", "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, str(REPO / "medical_model_runner.py"), "--models", "fake:async-echo",
                              "--concurrency", "2", *args], cwd=tmp_path, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=sigint_as_a_terminal_sends_it)
 
 
 def wait_for_answers(folder: Path, count: int, timeout: float = 60) -> None:

@@ -94,11 +94,12 @@ def fill_disk_for(monkeypatch: pytest.MonkeyPatch, slug: str) -> threading.Event
     full = threading.Event()
     real = SetStore.save
 
-    def save(self: SetStore, persona: str, where: str, n: int, record: dict, body: str | None) -> None:
+    def save(self: SetStore, persona: str, where: str, n: int, record: dict, body: str | None,
+             *more: object) -> None:
         if where == slug:
             full.set()
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path / persona / where / f"{n}.json"))
-        real(self, persona, where, n, record, body)
+        real(self, persona, where, n, record, body, *more)
 
     monkeypatch.setattr(SetStore, "save", save)
     return full

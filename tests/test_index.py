@@ -62,7 +62,6 @@ def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
         return original(path, **kwargs)
 
     monkeypatch.setattr(records_module, "read_json_file", counting)
-    monkeypatch.setattr(index_module, "read_json_file", counting)
     return seen
 
 
@@ -122,6 +121,7 @@ def test_a_view_repairs_the_index_and_warns_about_a_bad_file(tmp_path: Path, cap
     snapshot = Store(out).snapshot()
     assert [r.n for r in snapshot.records] == [1]
     assert "2.json: not a JSON object" in caplog.text
+    Index.forget_all()  # as at the end of the process: what the view learnt is written
     rows = {r["n"]: r for r in _rows(out)}
     assert sorted(rows) == [1, 2] and rows[2]["problem"] is not None and not rows[2]["ok"]
 
@@ -246,3 +246,116 @@ def test_score_reads_the_records_as_a_stream_when_nothing_reads_them_again(tmp_p
     assert main(["score", "-o", str(out)]) == 0
     assert asked == [False]  # manifests and sets only: the records are scored as they are read, never all held
     assert json.loads((out / "scores.json").read_text())["results"][0]["n"] == 4
+
+
+REPLIES = ["Answer: B", "I would choose C.", "A or B", "The answer is (D).", "A. Insulin\nB. Metformin"]
+
+
+def _mc_store(tmp_path: Path) -> tuple[Path, Path]:
+    """Five multiple-choice questions answered by fake:canned with ``REPLIES`` (right answer: B for all)."""
+    from runner.providers.fake import FakeGenerator
+    from tests.conftest import write_jsonl
+
+    questions = write_jsonl(tmp_path / "mc.jsonl", [
+        {"question": f"Which drug {i}?", "options": {"A": "Insulin", "B": "Metformin", "C": "Statin", "D": "None"},
+         "answer": "B"} for i in range(len(REPLIES))])
+    out = tmp_path / "out"
+    FakeGenerator.canned.extend(REPLIES)
+    report = run(questions, ["fake:canned"], ["medical-exam"], GenerationSettings(), output_dir=out, progress=False)
+    assert report.exit_status == 0
+    Index.forget_all()
+    return questions, out
+
+
+def _count_extractions(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """Every letter extracted from an answer's text by a view from now on."""
+    from runner.tasks import letters
+    from runner.views import answers, scores
+
+    seen: list[str | None] = []
+
+    def counting(text: Any, options: Any) -> Any:
+        seen.append(text)
+        return letters.extract_letter(text, options)
+
+    monkeypatch.setattr(scores, "extract_letter", counting)
+    monkeypatch.setattr(answers, "extract_letter", counting)
+    return seen
+
+
+def _score(out: Path, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    from runner.cli import main
+
+    monkeypatch.setenv("NO_PROGRESS", "1")
+    assert main(["score", "-o", str(out)]) == 0
+    Index.forget_all()  # as at the end of the process: what the view learnt is written
+    return [(i["n"], i["chosen"]) for i in json.loads((out / "scores.json").read_text())["results"][0]["items"]]
+
+
+def test_each_answers_letter_is_read_once_and_kept_in_the_index(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from runner.cli import main
+    from runner.tasks.letters import EXTRACTOR_VERSION, extract_letter
+
+    _, out = _mc_store(tmp_path)
+    options = {"A": "Insulin", "B": "Metformin", "C": "Statin", "D": "None"}
+    expected = [(n + 1, extract_letter(text, options)) for n, text in enumerate(REPLIES)]
+    assert [c for _, c in expected] == ["B", "C", None, "D", None]
+    # The run read each letter as it saved the answer: the index holds them, with the extractor's version.
+    assert [(r["n"], r["chosen"], r["chosen_by"]) for r in sorted(_rows(out), key=lambda r: r["n"])] == \
+        [(n, c, EXTRACTOR_VERSION) for n, c in expected]
+    extracted = _count_extractions(monkeypatch)
+    assert _score(out, monkeypatch) == expected
+    assert main(["report", "-o", str(out)]) == 0
+    assert extracted == []  # score and the report took every letter from the index
+    cards = (out / "report.html").read_text()
+    assert [cards.count(f'class="card {v}"') for v in ("right", "wrong", "unparseable")] == [1, 2, 2]
+
+    # Letters read by another version of the extractor are never used: read again, and the index updated.
+    db = sqlite3.connect(out / INDEX_FILE)
+    db.execute("UPDATE records SET chosen = 'A', chosen_by = 'another'")
+    db.commit()
+    db.close()
+    assert _score(out, monkeypatch) == expected and len(extracted) == len(REPLIES)
+    assert {(r["chosen_by"]) for r in _rows(out)} == {EXTRACTOR_VERSION}
+    assert _score(out, monkeypatch) == expected and len(extracted) == len(REPLIES)  # not read a third time
+
+    # An answer edited after it was indexed: its new text is read, never the letter kept for the old one.
+    path = out / "mc" / "medical-exam" / "canned" / "1.json"
+    record = json.loads(path.read_text())
+    record["text"] = "The answer is C."
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, path)
+    assert _score(out, monkeypatch)[0] == (1, "C")
+    assert next(r["chosen"] for r in _rows(out) if r["n"] == 1) == "C"
+
+
+def test_scores_are_the_same_with_and_without_the_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, out = _mc_store(tmp_path)
+    with_index = _score(out, monkeypatch)
+    (out / INDEX_FILE).unlink()
+    (out / INDEX_FILE).mkdir()  # an index that cannot be used: every letter is extracted from the files
+    extracted = _count_extractions(monkeypatch)
+    assert _score(out, monkeypatch) == with_index and len(extracted) == len(REPLIES)
+
+
+def test_a_version_1_index_gains_the_letter_columns_without_reading_a_file(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from runner.tasks.letters import EXTRACTOR_VERSION
+
+    _, out = _mc_store(tmp_path)
+    db = sqlite3.connect(out / INDEX_FILE)
+    db.executescript("ALTER TABLE records DROP COLUMN chosen; ALTER TABLE records DROP COLUMN chosen_by; "
+                     "UPDATE meta SET value = '1' WHERE name = 'schema_version';")
+    db.close()
+    reads, extracted = _count_reads(monkeypatch), _count_extractions(monkeypatch)
+    assert len(_score(out, monkeypatch)) == len(REPLIES)
+    assert len(reads) == len(REPLIES)  # each file read once, to score it: the index was not rebuilt
+    assert len(extracted) == len(REPLIES)  # the letters, new to this index: read once, then kept
+    rows = _rows(out)
+    assert len(rows) == len(REPLIES) and {r["chosen_by"] for r in rows} == {EXTRACTOR_VERSION}
+    db = sqlite3.connect(out / INDEX_FILE)
+    assert db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone() == \
+        (index_module.SCHEMA_VERSION,)
+    db.close()

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-import runner.core.index as index_module
 import runner.core.records as records_module
 from runner.cli import main
 from runner.core.personas import resolve_persona
@@ -128,7 +127,6 @@ def test_each_command_parses_each_record_once(small_store: Path, command: list[s
 
     # every reader of record files: the views' and the store index's check (here building the index: a new store)
     monkeypatch.setattr(records_module, "read_json_file", counting)
-    monkeypatch.setattr(index_module, "read_json_file", counting)
     (small_store / "index.db").unlink(missing_ok=True)
     monkeypatch.setenv("NO_PROGRESS", "1")
     assert main([*command, "--output-dir", str(small_store)]) == 0, capsys.readouterr().err

@@ -176,7 +176,6 @@ def test_a_paged_report_reads_each_record_once_and_never_holds_them_all(
         store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The report reads the records as they come (``Store.iter_records``), each file once, and no snapshot holding
     every record is taken: at the end of the read, no more than the last record is alive."""
-    import runner.core.index as index_module
     import runner.core.records as records_module
     from runner.cli import main
     from runner.core.store import Store
@@ -207,7 +206,6 @@ def test_a_paged_report_reads_each_record_once_and_never_holds_them_all(
         alive_after.append(_live_records() - before)
 
     monkeypatch.setattr(records_module, "read_json_file", counting)
-    monkeypatch.setattr(index_module, "read_json_file", counting)
     monkeypatch.setattr(Store, "snapshot", light_only)
     monkeypatch.setattr(Store, "iter_records", watched)
     monkeypatch.setenv("NO_PROGRESS", "1")

@@ -203,11 +203,12 @@ def fill_disk_after(monkeypatch: pytest.MonkeyPatch, saves: int, code: int = err
     attempts: list[int] = []
     real = SetStore.save
 
-    def save(self: SetStore, persona: str, folder: str, n: int, record: dict, body: str | None) -> None:
+    def save(self: SetStore, persona: str, folder: str, n: int, record: dict, body: str | None,
+             *more: object) -> None:
         attempts.append(n)
         if len(attempts) > saves:
             raise OSError(code, os.strerror(code), str(self.path / persona / folder / f"{n}.json"))
-        real(self, persona, folder, n, record, body)
+        real(self, persona, folder, n, record, body, *more)
 
     monkeypatch.setattr(SetStore, "save", save)
     return attempts
@@ -251,11 +252,11 @@ FULL_DISK_SCRIPT = """
 import errno, os, sys
 from runner.core.store import SetStore
 real, count = SetStore.save, [0]
-def save(self, persona, folder, n, record, body):
+def save(self, persona, folder, n, record, body, *more):
     count[0] += 1
     if count[0] > 3:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path / persona / folder / f"{n}.json"))
-    real(self, persona, folder, n, record, body)
+    real(self, persona, folder, n, record, body, *more)
 SetStore.save = save
 from runner.cli import main
 sys.exit(main(sys.argv[1:]))

@@ -15,8 +15,11 @@ Schema (``SCHEMA_VERSION``; a database of another version is rebuilt):
     ``pairwise``), ``key`` (the answer key), ``ok`` (1 without error), ``error``, ``has_txt`` (its ``<n>.txt``
     exists), ``model``, ``alias``, ``slug``, ``model_id``, ``tag``, ``task``, ``answer`` (the right letter),
     ``prompt_tokens``, ``completion_tokens``, ``reasoning_tokens``, ``latency_s``, ``score`` (a grade's score),
-    ``run_id``, ``time``, ``problem`` (why the file cannot be used; NULL for a valid record), and the file as
-    indexed: ``ino``, ``mtime_ns``, ``size``.
+    ``run_id``, ``time``, ``problem`` (why the file cannot be used; NULL for a valid record), the file as
+    indexed: ``ino``, ``mtime_ns``, ``size``, and for a multiple-choice answer ``chosen``, the letter its text
+    chose (NULL: unparseable), with ``chosen_by``, the version of the letter extractor that read it (NULL: not read
+    yet). A run fills both in as it saves each answer, a view the ones it had to extract; a letter read by another
+    version of the extractor is read again, never used.
 ``meta``: ``schema_version``.
 
 Never trusted over the files: before a folder's rows are used, the folder is listed and each record file's inode,
@@ -44,12 +47,12 @@ from pathlib import Path
 from typing import Any
 
 from runner.core.modes import default_file_mode
-from runner.core.records import BadFile, check_record, read_json_file
+from runner.core.records import inspect_record
 
 log = logging.getLogger("runner")
 
 INDEX_FILE = "index.db"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 FLUSH_ROWS = 2000
 FLUSH_SECONDS = 2.0
 MAX_OPEN = 4  # databases one process keeps open at once
@@ -59,13 +62,13 @@ SAMPLES_DIR = "_samples"  # the same folder name as ``store.SAMPLES_DIR`` (kept 
 _RECORD_COLUMNS = ("kind", "key", "error", "model", "alias", "slug", "model_id", "tag", "task", "answer",
                    "prompt_tokens", "completion_tokens", "reasoning_tokens", "latency_s", "run_id", "time")
 _COLUMNS = ("path", "folder", "n", "set_name", "space", "persona", "model_folder", "sample", "ok", "has_txt",
-            "score", "problem", "ino", "mtime_ns", "size", *_RECORD_COLUMNS)
+            "score", "problem", "ino", "mtime_ns", "size", "chosen", "chosen_by", *_RECORD_COLUMNS)
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS records (
     path TEXT PRIMARY KEY, folder TEXT NOT NULL, n INTEGER NOT NULL, set_name TEXT, space TEXT, persona TEXT,
     model_folder TEXT, sample INTEGER, ok INTEGER, has_txt INTEGER, score REAL, problem TEXT,
-    ino INTEGER, mtime_ns INTEGER, size INTEGER,
+    ino INTEGER, mtime_ns INTEGER, size INTEGER, chosen TEXT, chosen_by TEXT,
     {", ".join(f"{c} {'INTEGER' if c.endswith('tokens') else 'REAL' if c == 'latency_s' else 'TEXT'}"
                for c in _RECORD_COLUMNS)}
 );
@@ -91,11 +94,45 @@ class Row:
     key: str | None
     ok: bool
     problem: str | None  # why the file cannot be used; None for a valid record
+    chosen: str | None = None  # the letter the answer chose, as extractor ``chosen_by`` read it
+    chosen_by: str | None = None  # None: not read yet
 
     @property
     def saved(self) -> bool:
         """A saved answer, as ``SetStore.load_record`` counts one: a valid, successful record with its ``.txt``."""
         return self.problem is None and self.ok and self.has_txt
+
+
+class KnownChoices:
+    """The letters the index holds for the answers a stream of records yields (``Store.iter_records(known=...)``),
+    as extractor ``version`` read them: a view that scores 150,000 answers extracts none it extracted before.
+
+    The stream notes each record's row as it yields it (``seen``); ``get`` answers for that last record only (None
+    when the index has no letter of this version for it); ``put`` hands back a letter the view extracted, written to
+    the index if the file is still the one its row describes. An empty ``version`` (the extractor's source could not
+    be read) turns it off.
+    """
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+        self._last: tuple[Any, Index, Path, Row] | None = None
+
+    def seen(self, record: Any, index: Index, folder: Path, row: Row) -> None:
+        """``record`` (read from ``row``'s file in ``folder``) is about to be yielded."""
+        self._last = (record, index, folder, row)
+
+    def get(self, record: Any) -> tuple[str | None] | None:
+        """``(letter,)`` as the index holds it for ``record`` (the last one seen), else None."""
+        last = self._last
+        if last is None or last[0] is not record or not self.version or last[3].chosen_by != self.version:
+            return None
+        return (last[3].chosen,)
+
+    def put(self, record: Any, chosen: str | None) -> None:
+        """The letter extracted from ``record`` (the last one seen), for the index."""
+        last = self._last
+        if last is not None and last[0] is record and self.version:
+            last[1].remember_choice(last[2], last[3], chosen, self.version)
 
 
 class Index:
@@ -108,6 +145,7 @@ class Index:
         self._unusable = False
         self._lock = threading.RLock()
         self._pending: list[tuple[Any, ...]] = []
+        self._choices: list[tuple[Any, ...]] = []  # letters views extracted (``remember_choice``)
         self._places: dict[Path, tuple[str, str | None, str, str | None, str | None, int | None]] = {}
         self._last_flush = time.monotonic()
 
@@ -179,6 +217,12 @@ class Index:
             if db.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone():
                 found = db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
                 version = found[0] if found else None
+                if version == "1":  # the letters came in version 2: two columns added, nothing read again
+                    db.executescript("BEGIN; ALTER TABLE records ADD COLUMN chosen TEXT; "
+                                     "ALTER TABLE records ADD COLUMN chosen_by TEXT; "
+                                     f"UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE name = 'schema_version'; "
+                                     "COMMIT;")
+                    version = SCHEMA_VERSION
                 if version != SCHEMA_VERSION:
                     raise sqlite3.DatabaseError(f"schema version {version}, not {SCHEMA_VERSION}")
             else:
@@ -247,35 +291,39 @@ class Index:
         Files that are new or changed since they were indexed are read (and their rows written); rows of files that
         are gone are dropped. A folder that cannot be listed has no rows.
         """
-        return self.folder_read(folder, keep=False)[0]
+        return self.folder_read(folder)[0]
 
-    def folder_read(self, folder: Path, keep: bool = True) -> tuple[dict[str, Row], dict[str, dict[str, Any]]]:
-        """``folder``'s rows, and (``keep``) the records the check had to read (by file name: valid ones), so that a
-        reader of every record does not parse those twice."""
+    def folder_read(self, folder: Path, defer: bool = False) -> tuple[dict[str, Row], set[str]]:
+        """``folder``'s rows, as ``folder`` gives them; with ``defer``, the files that are new or changed are not
+        read here: their names are returned (the second item, rows with only the file's stat), for a reader of
+        every record to read each once with ``read_unread`` (nothing parsed is held for a whole folder)."""
         rel = self._rel(folder)
         with self._lock:
             self.flush()  # this process's own rows first, so its fresh files are not read again
             on_disk = _list_folder(folder)
             if on_disk is None:
-                return {}, {}
+                return {}, set()
             rows = {} if self._connect() is None else self._rows(rel)
             changed: list[tuple[Any, ...]] = []
             out: dict[str, Row] = {}
-            parsed: dict[str, dict[str, Any]] = {}
+            unread: set[str] = set()
             for name, (ino, mtime_ns, size, regular, has_txt) in on_disk.items():
                 row = rows.get(name)
                 if row is not None and (row.ino, row.mtime_ns, row.size) == (ino, mtime_ns, size):
                     if row.has_txt != has_txt:
-                        row = Row(name, row.n, ino, mtime_ns, size, has_txt, row.key, row.ok, row.problem)
+                        row = Row(name, row.n, ino, mtime_ns, size, has_txt, row.key, row.ok, row.problem,
+                                  row.chosen, row.chosen_by)
                         changed.append(self._columns(folder, name, None, row))
                     out[name] = row
                     continue
-                data, problem = _read(folder / name, regular)
-                if data is not None and keep:
-                    parsed[name] = data
-                row = Row(name, int(name[:-5]), ino, mtime_ns, size, has_txt,
-                          _text(data.get("key")) if data else None, bool(data) and not data.get("error"), problem)
-                changed.append(self._columns(folder, name, data, row))
+                row = Row(name, int(name[:-5]), ino, mtime_ns, size, has_txt, None, False,
+                          None if regular else "not a regular file")
+                if defer:
+                    unread.add(name)
+                else:
+                    data, _, problem = _read(folder / name)
+                    row = _described(row, data, problem)
+                    changed.append(self._columns(folder, name, data, row))
                 out[name] = row
             gone = [(f"{rel}/{name}",) for name in rows if name not in on_disk]
             if changed:
@@ -283,7 +331,19 @@ class Index:
                               f"VALUES ({', '.join('?' * len(_COLUMNS))})", changed)
             if gone:
                 self._execute("DELETE FROM records WHERE path = ?", gone)
-            return out, parsed
+            return out, unread
+
+    def read_unread(self, folder: Path, row: Row, set_name: str | None = None) -> tuple[Row, Any, str | None]:
+        """Read the file of a row ``folder_read(defer=True)`` left unread: its row as now known, its Record
+        (``set_name`` filled in; None when it cannot be used) and what is wrong with it (None when usable or
+        gone); the row is buffered for the database like a run's."""
+        data, record, problem = _read(folder / row.name, set_name)
+        row = _described(row, data, problem)
+        with self._lock:
+            self._pending.append(self._columns(folder, row.name, data, row))
+            if len(self._pending) >= FLUSH_ROWS:
+                self.flush()
+        return row, record, None if problem == _MISSING else problem
 
     def model_names(self, folder: Path) -> set[str] | None:
         """Every name a model filter may use for the records of one folder (as ``Record.names``: model, alias,
@@ -300,12 +360,12 @@ class Index:
         return names
 
     def _rows(self, rel: str) -> dict[str, Row]:
-        found = self._execute_query("SELECT path, n, ino, mtime_ns, size, has_txt, key, ok, problem FROM records "
-                                    "WHERE folder = ?", (rel,))
+        found = self._execute_query("SELECT path, n, ino, mtime_ns, size, has_txt, key, ok, problem, chosen, "
+                                    "chosen_by FROM records WHERE folder = ?", (rel,))
         out = {}
-        for path, n, ino, mtime_ns, size, has_txt, key, ok, problem in found:
+        for path, n, ino, mtime_ns, size, has_txt, key, ok, problem, chosen, chosen_by in found:
             name = path.rsplit("/", 1)[-1]
-            out[name] = Row(name, n, ino, mtime_ns, size, bool(has_txt), key, bool(ok), problem)
+            out[name] = Row(name, n, ino, mtime_ns, size, bool(has_txt), key, bool(ok), problem, chosen, chosen_by)
         return out
 
     def _execute_query(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
@@ -323,10 +383,11 @@ class Index:
             return []
 
     # -- writing --------------------------------------------------------------------------------------------
-    def note(self, path: Path, record: dict[str, Any], has_txt: bool, st: os.stat_result | None = None) -> None:
+    def note(self, path: Path, record: dict[str, Any], has_txt: bool, st: os.stat_result | None = None,
+             chosen: tuple[str | None, str] | None = None) -> None:
         """A record a run has just saved at ``path`` (its ``.txt`` written when ``has_txt``; ``st``: the file's stat
-        when the writer has it), buffered for the database (rows lost to a kill are found again by the next check
-        against the files)."""
+        when the writer has it; ``chosen``: the letter its answer chose and the extractor version that read it),
+        buffered for the database (rows lost to a kill are found again by the next check against the files)."""
         if st is None:
             try:
                 st = os.lstat(path)
@@ -334,20 +395,33 @@ class Index:
                 return
         folder, name = path.parent, path.name
         row = Row(name, int(name[:-5]), st.st_ino, st.st_mtime_ns, st.st_size, has_txt,
-                  _text(record.get("key")), not record.get("error"), None)
+                  _text(record.get("key")), not record.get("error"), None, *(chosen or (None, None)))
         with self._lock:
             self._pending.append(self._columns(folder, name, record, row))
             if len(self._pending) >= FLUSH_ROWS or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+                self.flush()
+
+    def remember_choice(self, folder: Path, row: Row, chosen: str | None, version: str) -> None:
+        """The letter a view extracted from the answer of ``row`` (a row ``folder_read`` gave), buffered like a run's
+        rows; written only where the file is still the one that row describes (same inode, time and size)."""
+        with self._lock:
+            self._choices.append((chosen, version, f"{self._rel(folder)}/{row.name}", row.ino, row.mtime_ns,
+                                  row.size))
+            if len(self._choices) >= FLUSH_ROWS * 10:
                 self.flush()
 
     def flush(self) -> None:
         """Write the buffered rows (one transaction); rows that cannot be written are left to the next check."""
         with self._lock:
             pending, self._pending = self._pending, []
+            choices, self._choices = self._choices, []
             self._last_flush = time.monotonic()
             if pending:
                 self._execute(f"INSERT OR REPLACE INTO records ({', '.join(_COLUMNS)}) "
                               f"VALUES ({', '.join('?' * len(_COLUMNS))})", pending)
+            if choices:
+                self._execute("UPDATE records SET chosen = ?, chosen_by = ? "
+                              "WHERE path = ? AND ino = ? AND mtime_ns = ? AND size = ?", choices)
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def _place(self, folder: Path) -> tuple[str, str | None, str, str | None, str | None, int | None]:
@@ -384,7 +458,7 @@ class Index:
             found = data.get("score")
             score = float(found) if isinstance(found, (int, float)) and not isinstance(found, bool) else None
         return (f"{rel}/{name}", rel, row.n, set_name, space, persona, model_folder, sample, int(row.ok),
-                int(row.has_txt), score, row.problem, row.ino, row.mtime_ns, row.size,
+                int(row.has_txt), score, row.problem, row.ino, row.mtime_ns, row.size, row.chosen, row.chosen_by,
                 *(values[c] for c in _RECORD_COLUMNS))
 
 
@@ -420,20 +494,21 @@ def _regular(entry: os.DirEntry[str]) -> bool:
         return False
 
 
-def _read(path: Path, regular: bool) -> tuple[dict[str, Any] | None, str | None]:
-    """A record file's JSON object and, when it cannot be used, why (in words)."""
-    try:
-        data = read_json_file(path)
-    except BadFile as exc:
-        return None, str(exc)
-    if data is None:
-        return None, "missing"
-    if not isinstance(data, dict):
-        return None, "not a JSON object"
-    record, problem = check_record(data)
-    if record is None:
-        return None, problem or "not a valid record"
-    return data, None
+_MISSING = "missing"  # the problem of a file gone between the listing and the read
+
+
+def _read(path: Path, set_name: str | None = None) -> tuple[dict[str, Any] | None, Any, str | None]:
+    """A record file's JSON object, its Record (None when it cannot be used) and what is wrong with it (in words)."""
+    data, record, problem = inspect_record(path, set_name)
+    if data is None and problem is None:
+        return None, None, _MISSING
+    return (data, record, None) if record is not None else (None, None, problem or "not a valid record")
+
+
+def _described(row: Row, data: dict[str, Any] | None, problem: str | None) -> Row:
+    """``row`` (a file's stat) with what its file holds: its key and status, or the problem that makes it unusable."""
+    return Row(row.name, row.n, row.ino, row.mtime_ns, row.size, row.has_txt,
+               _text(data.get("key")) if data else None, bool(data) and not data.get("error"), problem)
 
 
 def _close_at_exit() -> None:

@@ -260,6 +260,22 @@ def skipped_note(path: Path) -> str:
     return f"skipped (question {n} counts as not answered: a run answers it again)" if n else "skipped"
 
 
+def inspect_record(path: Path | str, set_name: str | None = None, *,
+                   listed_regular: bool = False) -> tuple[dict[str, Any] | None, Record | None, str | None]:
+    """One record file read and checked: its JSON object, its Record (None when it cannot be used) and what is wrong
+    with it, in words (None for a usable record, and for a file that is not there: no object, no Record)."""
+    try:
+        data = read_json_file(path, listed_regular=listed_regular)
+    except BadFile as exc:
+        return None, None, str(exc)
+    if data is None:
+        return None, None, None
+    if not isinstance(data, dict):
+        return None, None, f"not a JSON object (a JSON {_json_type(data)})"
+    record, problem = check_record(data, set_name)
+    return data, record, problem
+
+
 def read_record_json(path: Path, *, listed_regular: bool = False) -> dict[str, Any] | None:
     """The parsed JSON object of one record file, or None when it is missing or cannot be used (with a warning).
 
@@ -282,10 +298,7 @@ def read_record(path: Path, set_name: str | None = None, *, listed_regular: bool
 
     With ``pool``, values many records repeat (persona text, settings, options, ...) are shared (``ValuePool``).
     """
-    data = read_record_json(path, listed_regular=listed_regular)
-    if data is None:
-        return None
-    record, problem = check_record(data, set_name)
+    _, record, problem = inspect_record(path, set_name, listed_regular=listed_regular)
     if problem:
         warn_once(path, problem, skipped_note(path))
     return record if record is None or pool is None else pool.share(record)

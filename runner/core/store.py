@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.core.errors import UsageError
-from runner.core.index import Index
+from runner.core.index import Index, KnownChoices
 from runner.core.modes import default_file_mode
 from runner.core.records import (
     BadFile,
@@ -265,10 +265,12 @@ class SetStore:
         record = self.load_record(persona, folder, n)
         return bool(record and record.get("key") == key and not record.get("error"))
 
-    def save(self, persona: str, folder: str, n: int, record: dict[str, Any], body: str | None) -> None:
+    def save(self, persona: str, folder: str, n: int, record: dict[str, Any], body: str | None,
+             chosen: tuple[str | None, str] | None = None) -> None:
         """Save one answer: the ``.txt`` body (when there is one), then the record that commits it.
 
-        A failed answer never replaces a saved, successful answer to the same key.
+        A failed answer never replaces a saved, successful answer to the same key. ``chosen``: the letter a
+        multiple-choice answer chose and the extractor version that read it, for the index.
         """
         path = self.model_dir(persona, folder)
         if record.get("error"):
@@ -281,7 +283,7 @@ class SetStore:
             atomic_write(path / f"{n}.txt", body, root=self.root)
         written = atomic_write(path / f"{n}.json", encode_record(record), root=self.root)
         has_txt = not record.get("error") and (body is not None or (path / f"{n}.txt").is_file())
-        Index.of(self.root).note(path / f"{n}.json", record, has_txt, written)
+        Index.of(self.root).note(path / f"{n}.json", record, has_txt, written, chosen)
 
     def saved_keys(self, persona: str, folder: str) -> dict[int, str]:
         """The key of every answer saved in one model folder (a valid, successful record with its ``.txt``), by
@@ -517,16 +519,18 @@ class Store:
             names.update(r.set_name for r in self._legacy_records() if r.set_name)
         return sorted(names)
 
-    def iter_records(self, set_name: str | None = None, *, share: bool = True) -> Iterator[Record]:
+    def iter_records(self, set_name: str | None = None, *, share: bool = True,
+                     known: KnownChoices | None = None) -> Iterator[Record]:
         """Every saved record (of one set, or all), in a stable order; each carries its set (``set_name``).
 
         Each call reads the files again: a command that reads the store more than once takes a ``snapshot``.
         ``share=False``: the values records repeat are not shared (``ValuePool``), for a reader that keeps little
-        of each record (``score``: about 10 us a record saved).
+        of each record (``score``: about 10 us a record saved). ``known`` learns each record's row as it is yielded
+        (the letter its answer chose, when the index has it: ``KnownChoices``).
         """
         for set_dir in self.set_dirs():
             if set_name is None or set_dir.name == set_name:
-                yield from _set_records(set_dir, self.root, share=share)
+                yield from _set_records(set_dir, self.root, share=share, known=known)
         for record in self._legacy_records():
             if set_name is None or record.set_name == set_name:
                 yield record
@@ -724,7 +728,8 @@ def _numbered(folder: Path) -> list[Path]:
 
 
 def _set_records(set_dir: Path, root: Path, question: int | None = None, personas: set[str] | None = None,
-                 models: set[str] | None = None, share: bool = True) -> Iterator[Record]:
+                 models: set[str] | None = None, share: bool = True,
+                 known: KnownChoices | None = None) -> Iterator[Record]:
     """The records of one question set folder, persona by persona, model by model (only question ``question``'s
     when given; folders of other ``personas``, or that the index says hold none of ``models``, left out)."""
     pool = ValuePool() if share else None
@@ -737,27 +742,34 @@ def _set_records(set_dir: Path, root: Path, question: int | None = None, persona
                 names = index.model_names(folder)
                 if names is not None and not names & models:
                     continue
-            yield from _records_in(folder, set_dir.name, question, root=root, pool=pool)
+            yield from _records_in(folder, set_dir.name, question, root=root, pool=pool, known=known)
 
 
 def _records_in(folder: Path, set_name: str | None = None, question: int | None = None, *,
-                root: Path | None = None, pool: ValuePool | None = None) -> Iterator[Record]:
+                root: Path | None = None, pool: ValuePool | None = None,
+                known: KnownChoices | None = None) -> Iterator[Record]:
     """The valid records of one model folder, in number order (unreadable or invalid ones left out); with
     ``question``, only that question's record is read (no listing of the folder's files).
 
     With ``root``, the folder is listed through the store's index (``core/index.py``), which it also brings up to
-    date; ``pool`` shares the values records repeat (``ValuePool``).
+    date; ``pool`` shares the values records repeat (``ValuePool``); ``known`` is told each record's row.
     """
     if question is None and root is not None:
-        rows, parsed = Index.of(root).folder_read(folder)
+        index = Index.of(root)
+        rows, unread = index.folder_read(folder, defer=True)
         for row in sorted(rows.values(), key=lambda r: r.n):
-            data = parsed.pop(row.name, None)  # read by the index's check just now: not parsed again
-            if data is not None:
-                record = check_record(data, set_name)[0]
-                record = pool.share(record) if record is not None and pool is not None else record
+            path = folder / row.name
+            if row.name in unread:  # new or changed since indexed: read once, here, and its row written
+                row, record, problem = index.read_unread(folder, row, set_name)
+                if problem:
+                    warn_once(path, problem, skipped_note(path))
+                if record is not None and pool is not None:
+                    record = pool.share(record)
             else:
-                record = read_record(folder / row.name, set_name, listed_regular=row.problem is None, pool=pool)
+                record = read_record(path, set_name, listed_regular=row.problem is None, pool=pool)
             if record is not None:
+                if known is not None:
+                    known.seen(record, index, folder, row)
                 yield record
         return
     paths = _numbered(folder) if question is None else [folder / f"{question}.json"]

@@ -31,6 +31,7 @@ from runner.engine.variants import differences, saved_state
 from runner.providers.base import LoglikRequest, Request, Result
 from runner.tasks.fewshot import FewshotPlan
 from runner.tasks.harness import TARGET_DELIMITER, build_request
+from runner.tasks.letters import saved_choice
 
 if TYPE_CHECKING:
     from runner.core.settings import GenerationSettings
@@ -69,6 +70,7 @@ class Saved:
 
     record: dict[str, Any]
     body: str | None
+    chosen: tuple[str | None, str] | None = None  # a multiple-choice answer's letter, for the index (saved_choice)
 
 
 class Kind:
@@ -145,7 +147,8 @@ class Kind:
         """The record and body saved for one result."""
         record = make_record(work.question, work.persona, spec, settings, result, work.key, run_id,
                              set_name=set_name, tag=tag)
-        return Saved(record, record["text"])  # the text as the record holds it (cut to max_answer_chars)
+        # The text as the record holds it (cut to max_answer_chars); its letter read once, here, for the views.
+        return Saved(record, record["text"], saved_choice(record))
 
 
 @dataclass(frozen=True)

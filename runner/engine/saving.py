@@ -157,7 +157,8 @@ class Saver:
         if saved.record.get("error") and not result.error:
             result = Result(error=saved.record["error"], latency_s=result.latency_s)
         check_serialisable(saved.record, saved.body)  # before any file is written: no body without its record
-        space.save(work.persona.name, work.folder or self.plan.folder, work.question.n, saved.record, saved.body)
+        space.save(work.persona.name, work.folder or self.plan.folder, work.question.n, saved.record, saved.body,
+                   saved.chosen)
         return result
 
     def _not_saved(self, work: Work, exc: Exception) -> None:

@@ -39,10 +39,13 @@ with its text.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple
 
 _LETTER = r"[\(\[]?\s*([A-Za-z])\s*[\)\]]?"
 # A captured letter must stand alone: not the first letter of a word ("Answer with ...").
@@ -424,3 +427,27 @@ def extract_letter(text: str | None, options: dict[str, str]) -> str | None:
         # The letter is final even when taken back: "A. U waves" must not fall through to option B's text.
         return _committed(cleaned, leading.end(1), leading.group(1), texts)
     return _by_option_text(cleaned, texts) or _by_markers(cleaned, options)
+
+
+def _source_version() -> str:
+    """A digest of this module's source: the store's index keeps each answer's letter with the version of the
+    extractor that read it, so any change here has every letter read again. Empty when the source cannot be read
+    (then no letter is kept)."""
+    try:
+        return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    except OSError:
+        return ""
+
+
+EXTRACTOR_VERSION = _source_version()
+
+
+def saved_choice(record: Mapping[str, Any]) -> tuple[str | None, str] | None:
+    """For the store's index: the letter a just-saved multiple-choice answer record chose (``extract_letter`` of
+    its text and options, as scoring reads them) and ``EXTRACTOR_VERSION``; None for a record that is not one (a
+    failed answer, no options or right answer, an option text that is not a string) or without a version."""
+    options, text = record.get("options"), record.get("text")
+    if (record.get("error") or not record.get("answer") or not isinstance(options, dict) or not options
+            or not all(type(v) is str for v in options.values()) or not EXTRACTOR_VERSION):
+        return None
+    return extract_letter(text if isinstance(text, str) else None, options), EXTRACTOR_VERSION

@@ -28,7 +28,7 @@ from runner.core.questions import Question, format_user_message
 from runner.core.records import Record, Snapshot, parse_record
 from runner.core.store import Store, legacy_set_name, with_tag
 from runner.tasks.letters import extract_letter
-from runner.views.scores import Choice, record_choice, snapshot_choices
+from runner.views.scores import Choice, record_choice, snapshot_choices, stream_choices
 
 DEFAULT_OUTPUT_DIR = "outputs"
 StoreSource = str | Path | Snapshot  # an output folder, or a snapshot of one
@@ -425,11 +425,13 @@ class AnswerStream:
         self._labels: set[str] = set()  # every generate record's label (to name them when a filter matches none)
         self._personas: set[str] = set()  # the personas of the generate records the model filter keeps
         self._generated = 0
-        self._messages: dict[str, str] = {}
+        self._messages: dict[str | None, str | None] = {}  # one object of each string the Answers repeat
         self._last: tuple[Record | None, Choice] = (None, (None, None))
+        self._known, self._indexed = stream_choices()  # the letters the store's index holds: not extracted again
 
     def __iter__(self) -> Iterator[Record]:
-        for record in self.store.iter_records():  # every set: each set's counts are shown (question_sets)
+        # Every set: each set's counts are shown (question_sets).
+        for record in self.store.iter_records(share=False, known=self._known):
             _count_in_set(self.sets, record)
             if record.set_name != self.question_set:
                 continue
@@ -455,12 +457,18 @@ class AnswerStream:
         if self.personas and record.persona not in self.personas:
             return
         answer = Answer.from_record(record, self._choose)
-        if answer.user_message is not None:  # the same message under every persona and model: one string of it
-            answer.user_message = self._messages.setdefault(answer.user_message, answer.user_message)
+        # What every persona and model repeats (the records are not shared as they are read: only the Answer is
+        # kept), one string of each.
+        one = self._messages.setdefault
+        answer.user_message = one(answer.user_message, answer.user_message)
+        answer.system_prompt = one(answer.system_prompt, answer.system_prompt)
+        answer.question, answer.model, answer.label = one(answer.question, answer.question), \
+            one(answer.model, answer.model), one(answer.label, answer.label)
+        answer.persona, answer.run_id = one(answer.persona, answer.persona), one(answer.run_id, answer.run_id)
         self.answers.append(answer)
 
     def _choose(self, record: Record) -> Choice:
-        found = self._last = (record, record_choice(record))
+        found = self._last = (record, self._indexed(record))
         return found[1]
 
     def choice(self, record: Record) -> Choice:

@@ -19,9 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from runner.core.index import KnownChoices
 from runner.core.records import Record, Snapshot, each_record
 from runner.core.store import with_tag
-from runner.tasks.letters import extract_letter
+from runner.tasks.letters import EXTRACTOR_VERSION, extract_letter
 from runner.tasks.registry import leaderboard_tasks, task_aliases
 
 NO_TASK = "(no task)"
@@ -158,6 +159,31 @@ class ChoiceMemo:
         if found is None or found[0] is not record:
             found = self._found[id(record)] = (record, record_choice(record))
         return found[1]
+
+
+def stream_choices() -> tuple[KnownChoices, Callable[[Record], Choice]]:
+    """A ``KnownChoices`` for ``Store.iter_records`` and the ``choice`` function that reads the letters through it
+    (``known_choice``)."""
+    known = KnownChoices(EXTRACTOR_VERSION)
+    return known, known_choice(known)
+
+
+def known_choice(known: KnownChoices) -> Callable[[Record], Choice]:
+    """``record_choice`` for the records of a stream read with ``known`` (``Store.iter_records(known=...)``): a
+    letter the store's index holds for the answer, read by this version of the extractor, is taken as it is; one
+    that had to be extracted is handed back to the index, so the next view does not extract it again."""
+
+    def choice(record: Record) -> Choice:
+        if record.kind == "loglik":
+            return record_choice(record)
+        found = known.get(record)
+        if found is not None:
+            return found[0], None
+        chosen = record_choice(record)
+        known.put(record, chosen[0])
+        return chosen
+
+    return choice
 
 
 def snapshot_choices(snapshot: Snapshot) -> ChoiceMemo:

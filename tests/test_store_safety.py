@@ -281,6 +281,35 @@ def test_a_fifo_or_a_folder_is_never_opened_as_a_file(tmp_path: Path) -> None:
         read_json_file(tmp_path / "deep.json")
 
 
+def test_files_read_ahead_are_read_as_one_at_a_time(tmp_path: Path) -> None:
+    """``read_ahead`` (threads reading the next files while the caller parses) gives each file exactly what
+    ``read_file_bytes`` gives, in order: the bytes, None for a file that is gone, the same BadFile for a FIFO, a
+    folder or a symbolic link, listed as a regular file or not (the open never follows a link and checks again)."""
+    from runner.core.records import read_ahead, read_file_bytes
+
+    os.mkfifo(tmp_path / "fifo.json")
+    (tmp_path / "dir.json").mkdir()
+    (tmp_path / "link.json").symlink_to(tmp_path / "dir.json")
+    (tmp_path / "empty.json").write_bytes(b"")
+    names = []
+    for i in range(300):  # enough for several threads and chunks
+        odd = ["fifo.json", "dir.json", "link.json", "empty.json", "missing.json"][i % 5]
+        name = odd if i % 7 == 0 else f"{i}.json"
+        if not (tmp_path / name).exists() and name != "missing.json":
+            (tmp_path / name).write_bytes(json.dumps({"n": i, "text": "x" * i}).encode())
+        names.append((tmp_path / name, i % 2 == 0))
+
+    def one(path: Path, listed: bool) -> object:
+        try:
+            return read_file_bytes(path, listed_regular=listed)
+        except BadFile as exc:
+            return ("BadFile", str(exc))
+
+    ahead = [("BadFile", str(f)) if isinstance(f, BadFile) else f for f in read_ahead(names)]
+    assert ahead == [one(path, listed) for path, listed in names]
+    assert sum(isinstance(f, tuple) for f in ahead) > 10 and ahead.count(None) > 5 and b"" in ahead
+
+
 def _unprivileged() -> list[str]:
     """A command prefix under which permissions bite: none for a user; for root, setpriv without DAC override."""
     if os.geteuid() != 0:

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.core.modes import default_file_mode
-from runner.core.records import inspect_record
+from runner.core.records import NOT_FETCHED, Fetched, inspect_record
 
 log = logging.getLogger("runner")
 
@@ -333,11 +333,12 @@ class Index:
                 self._execute("DELETE FROM records WHERE path = ?", gone)
             return out, unread
 
-    def read_unread(self, folder: Path, row: Row, set_name: str | None = None) -> tuple[Row, Any, str | None]:
-        """Read the file of a row ``folder_read(defer=True)`` left unread: its row as now known, its Record
-        (``set_name`` filled in; None when it cannot be used) and what is wrong with it (None when usable or
-        gone); the row is buffered for the database like a run's."""
-        data, record, problem = _read(folder / row.name, set_name)
+    def read_unread(self, folder: Path, row: Row, set_name: str | None = None,
+                    fetched: Fetched = NOT_FETCHED) -> tuple[Row, Any, str | None]:
+        """Read the file of a row ``folder_read(defer=True)`` left unread (``fetched``: its bytes as ``read_ahead``
+        read them): its row as now known, its Record (``set_name`` filled in; None when it cannot be used) and what
+        is wrong with it (None when usable or gone); the row is buffered for the database like a run's."""
+        data, record, problem = _read(folder / row.name, set_name, fetched)
         row = _described(row, data, problem)
         with self._lock:
             self._pending.append(self._columns(folder, row.name, data, row))
@@ -497,9 +498,10 @@ def _regular(entry: os.DirEntry[str]) -> bool:
 _MISSING = "missing"  # the problem of a file gone between the listing and the read
 
 
-def _read(path: Path, set_name: str | None = None) -> tuple[dict[str, Any] | None, Any, str | None]:
+def _read(path: Path, set_name: str | None = None,
+          fetched: Fetched = NOT_FETCHED) -> tuple[dict[str, Any] | None, Any, str | None]:
     """A record file's JSON object, its Record (None when it cannot be used) and what is wrong with it (in words)."""
-    data, record, problem = inspect_record(path, set_name)
+    data, record, problem = inspect_record(path, set_name, fetched=fetched)
     if data is None and problem is None:
         return None, None, _MISSING
     return (data, record, None) if record is not None else (None, None, problem or "not a valid record")

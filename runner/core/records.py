@@ -26,7 +26,9 @@ import json
 import logging
 import os
 import stat
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -199,8 +201,12 @@ def _file_kind(mode: int) -> str:
     return "not a regular file"
 
 
-def read_json_file(path: Path | str, *, listed_regular: bool = False) -> Any:
-    """The parsed JSON of one store file; None when there is none. BadFile when it exists but cannot be used.
+Fetched = bytes | BadFile | None  # a file's bytes as ``read_ahead`` found them: its bytes, why not, or no file
+NOT_FETCHED: Any = object()  # read the file now
+
+
+def read_file_bytes(path: Path | str, *, listed_regular: bool = False) -> bytes | None:
+    """The bytes of one store file; None when there is none. BadFile when it exists but cannot be used.
 
     Only a regular file is ever opened (checked with ``lstat`` first, and again on the open file): a FIFO would
     block the command, a device could be endless, and a symbolic link is never followed. ``listed_regular``: the
@@ -216,23 +222,44 @@ def read_json_file(path: Path | str, *, listed_regular: bool = False) -> Any:
             raise BadFile(f"cannot be read ({exc.strerror or exc})") from None
         if not stat.S_ISREG(mode):
             raise BadFile(f"{_file_kind(mode)}, not a regular file")
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, _READ_FLAGS)
     except FileNotFoundError:
         return None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise BadFile("a symbolic link, not a regular file") from None
         raise BadFile(f"cannot be read ({exc.strerror or exc})") from None
-    with os.fdopen(fd, "rb") as fh:
-        mode = os.fstat(fh.fileno()).st_mode
-        if not stat.S_ISREG(mode):  # replaced between the two looks
-            raise BadFile(f"{_file_kind(mode)}, not a regular file")
-        try:
-            raw = fh.read()
-        except OSError as exc:
-            raise BadFile(f"cannot be read ({exc.strerror or exc})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # replaced between the two looks
+            raise BadFile(f"{_file_kind(st.st_mode)}, not a regular file")
+        # os.read, not a buffered file object (a few microseconds a file, at 150,000 files); to the end, whatever
+        # the size said (a file may grow while read).
+        chunks = [os.read(fd, st.st_size + 1)]
+        while chunks[-1]:
+            chunks.append(os.read(fd, max(st.st_size, 65536)))
+    except OSError as exc:
+        raise BadFile(f"cannot be read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 2 else b"".join(chunks)
+
+
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def read_json_file(path: Path | str, *, listed_regular: bool = False, fetched: Fetched = NOT_FETCHED) -> Any:
+    """The parsed JSON of one store file; None when there is none. BadFile when it exists but cannot be used
+    (``read_file_bytes`` says which files are opened). ``fetched``: its bytes as ``read_ahead`` read them."""
+    if fetched is NOT_FETCHED:
+        raw = read_file_bytes(path, listed_regular=listed_regular)
+    elif isinstance(fetched, BadFile):
+        raise fetched
+    else:
+        raw = fetched
+    if raw is None:
+        return None
     try:
         return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -241,6 +268,41 @@ def read_json_file(path: Path | str, *, listed_regular: bool = False) -> Any:
         raise BadFile("JSON nested too deeply") from None
     except ValueError as exc:
         raise BadFile(f"not valid JSON ({exc})") from None
+
+
+READ_AHEAD_THREADS = 4
+_CHUNK = 64  # files a thread reads in one go
+_WINDOW = 8  # chunks read ahead of the parser (8 x 64 files: ~1.3 MB of records)
+
+
+def read_ahead(paths: Sequence[tuple[Path | str, bool]]) -> Iterator[Fetched]:
+    """The bytes of each file (``(path, listed_regular)`` as ``read_file_bytes`` takes them), in order, read by a few
+    threads ahead of the caller: reading a file waits on the disk without the interpreter's lock, so while the
+    caller parses one file the next ones are read (a store whose files left the page cache reads ~2x faster)."""
+    if len(paths) < 2 * _CHUNK:
+        for path, listed in paths:
+            yield _fetch(path, listed)
+        return
+    chunks = [paths[i:i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
+    with ThreadPoolExecutor(READ_AHEAD_THREADS, thread_name_prefix="read-ahead") as pool:
+        pending: deque[Future[list[Fetched]]] = deque()
+        for chunk in chunks:
+            pending.append(pool.submit(_fetch_all, chunk))
+            if len(pending) >= _WINDOW:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+
+
+def _fetch(path: Path | str, listed_regular: bool) -> Fetched:
+    try:
+        return read_file_bytes(path, listed_regular=listed_regular)
+    except BadFile as exc:
+        return exc
+
+
+def _fetch_all(chunk: Sequence[tuple[Path | str, bool]]) -> list[Fetched]:
+    return [_fetch(path, listed) for path, listed in chunk]
 
 
 _warned: set[tuple[str, str]] = set()
@@ -260,12 +322,13 @@ def skipped_note(path: Path) -> str:
     return f"skipped (question {n} counts as not answered: a run answers it again)" if n else "skipped"
 
 
-def inspect_record(path: Path | str, set_name: str | None = None, *,
-                   listed_regular: bool = False) -> tuple[dict[str, Any] | None, Record | None, str | None]:
+def inspect_record(path: Path | str, set_name: str | None = None, *, listed_regular: bool = False,
+                   fetched: Fetched = NOT_FETCHED) -> tuple[dict[str, Any] | None, Record | None, str | None]:
     """One record file read and checked: its JSON object, its Record (None when it cannot be used) and what is wrong
-    with it, in words (None for a usable record, and for a file that is not there: no object, no Record)."""
+    with it, in words (None for a usable record, and for a file that is not there: no object, no Record).
+    ``fetched``: the file's bytes as ``read_ahead`` read them."""
     try:
-        data = read_json_file(path, listed_regular=listed_regular)
+        data = read_json_file(path, listed_regular=listed_regular, fetched=fetched)
     except BadFile as exc:
         return None, None, str(exc)
     if data is None:
@@ -293,12 +356,12 @@ def read_record_json(path: Path, *, listed_regular: bool = False) -> dict[str, A
 
 
 def read_record(path: Path, set_name: str | None = None, *, listed_regular: bool = False,
-                pool: ValuePool | None = None) -> Record | None:
+                pool: ValuePool | None = None, fetched: Fetched = NOT_FETCHED) -> Record | None:
     """The Record saved at ``path``, or None when it is missing, unreadable or invalid (invalid ones with a warning).
 
     With ``pool``, values many records repeat (persona text, settings, options, ...) are shared (``ValuePool``).
     """
-    _, record, problem = inspect_record(path, set_name, listed_regular=listed_regular)
+    _, record, problem = inspect_record(path, set_name, listed_regular=listed_regular, fetched=fetched)
     if problem:
         warn_once(path, problem, skipped_note(path))
     return record if record is None or pool is None else pool.share(record)

@@ -40,7 +40,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from runner.core.errors import UsageError
 from runner.core.index import Index, KnownChoices
@@ -51,6 +51,7 @@ from runner.core.records import (
     Snapshot,
     ValuePool,
     check_record,
+    read_ahead,
     read_json_file,
     read_record,
     read_record_json,
@@ -124,6 +125,45 @@ def write_output(path: Path, data: str | bytes, *, root: Path | None = None, mod
             fix = "it is a folder: move it away"
         raise UsageError(f"cannot write {path}: {reason}; {fix or f'make {path.parent} writable'}") from None
     return path
+
+
+@contextmanager
+def atomic_stream(path: Path, *, root: Path | None = None, mode: int | None = None) -> Iterator[BinaryIO]:
+    """``atomic_write`` for data written a piece at a time: the block writes to the binary file this yields.
+
+    The file is a new temporary file in ``path``'s folder, renamed over ``path`` when the block ends; when the
+    block raises, it is removed and ``path`` is left as it was. ``root`` and ``mode`` as for ``atomic_write`` (the
+    temporary file stays private until it is complete).
+    """
+    if root is not None:
+        check_inside(root, path.parent)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            os.fchmod(fh.fileno(), default_file_mode() if mode is None else mode)  # by descriptor: never a link
+            fh.flush()
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextmanager
+def output_stream(path: Path, *, root: Path | None = None, mode: int | None = None,
+                  fix: str = "") -> Iterator[BinaryIO]:
+    """``write_output`` for data written a piece at a time (``atomic_stream``): a failed write, in the block too,
+    becomes the same UsageError naming the file, the reason and ``fix``."""
+    try:
+        with atomic_stream(path, root=root, mode=mode) as fh:
+            yield fh
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if path.is_dir() and not path.is_symlink():
+            fix = "it is a folder: move it away"
+        raise UsageError(f"cannot write {path}: {reason}; {fix or f'make {path.parent} writable'}") from None
 
 
 def outside_link(root: Path, folder: Path) -> tuple[Path, str] | None:
@@ -757,16 +797,19 @@ def _records_in(folder: Path, set_name: str | None = None, question: int | None 
     if question is None and root is not None:
         index = Index.of(root)
         rows, unread = index.folder_read(folder, defer=True)
-        for row in sorted(rows.values(), key=lambda r: r.n):
-            path = folder / row.name
+        ordered = sorted(rows.values(), key=lambda r: r.n)
+        where = str(folder)
+        paths = [(os.path.join(where, row.name), row.problem is None) for row in ordered]
+        for row, (name, listed), fetched in zip(ordered, paths, read_ahead(paths), strict=True):
+            path = Path(name)
             if row.name in unread:  # new or changed since indexed: read once, here, and its row written
-                row, record, problem = index.read_unread(folder, row, set_name)
+                row, record, problem = index.read_unread(folder, row, set_name, fetched)
                 if problem:
                     warn_once(path, problem, skipped_note(path))
                 if record is not None and pool is not None:
                     record = pool.share(record)
             else:
-                record = read_record(path, set_name, listed_regular=row.problem is None, pool=pool)
+                record = read_record(path, set_name, listed_regular=listed, pool=pool, fetched=fetched)
             if record is not None:
                 if known is not None:
                     known.seen(record, index, folder, row)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -216,13 +217,224 @@ def test_no_answers_is_a_usage_error(cli, tmp_path: Path) -> None:
 
 
 def test_csv_cells_that_look_like_formulas_open_as_text() -> None:
-    import csv
     import io
 
-    from runner.views.export import render
+    from runner.views.export import write_csv, write_jsonl
 
-    rows = [{"text": '=HYPERLINK("http://x","click")', "question": "-1 or +1?", "n": 1, "latency_s": -0.5}]
-    (row,) = csv.DictReader(io.StringIO(render(rows, "csv").decode("utf-8")))
+    values = {"text": '=HYPERLINK("http://x","click")', "question": "-1 or +1?", "n": 1, "latency_s": -0.5}
+    rows = [tuple(values.get(name) for name in columns())]
+    written = io.BytesIO()
+    write_csv(rows, written)
+    (row,) = csv.DictReader(io.StringIO(written.getvalue().decode("utf-8")))
     assert row["text"] == '\'=HYPERLINK("http://x","click")' and row["question"] == "'-1 or +1?"
     assert row["n"] == "1" and row["latency_s"] == "-0.5"  # numbers are left alone
-    assert json.loads(render(rows, "jsonl"))["text"].startswith("=")  # JSONL keeps the value as saved
+    written = io.BytesIO()
+    write_jsonl(rows, written)
+    assert json.loads(written.getvalue())["text"].startswith("=")  # JSONL keeps the value as saved
+
+
+# -- the export before it read the store as a stream: the reference its files must equal, byte for byte ---------
+
+def _former_rows(out: Path, models: list[str] | None, personas: list[str] | None, question_set: str | None,
+                 prompts: bool) -> list[dict[str, Any]]:
+    """The rows as the former export made them: a snapshot holding every record, ``select_records``, each letter
+    extracted from its answer, the records sorted, one dict per row."""
+    from runner.providers.catalog import cost_usd
+    from runner.views.answers import select_records, sent_user_message
+    from runner.views.report import price_table
+    from runner.views.scores import record_choice
+
+    snapshot = Store(out).snapshot()
+    records = [r for r in snapshot.records_of(question_set) if r.kind in ("generate", "loglik")]
+    records = select_records(records, models, personas, snapshot.root)
+    prices = price_table(snapshot.manifests)
+    rows = []
+    for r in sorted(records, key=lambda r: (r.set_name or "", r.label, r.persona or "", r.kind, r.n)):
+        settings = r.settings or {}
+        row: dict[str, Any] = dict.fromkeys(columns(prompts))
+        row.update({
+            "set": r.set_name, "n": r.n, "question_id": r.question_id, "task": r.task, "question": r.question,
+            "model": r.model_name, "alias": r.alias, "slug": r.slug, "tag": r.tag, "label": r.label,
+            "provider": r.provider, "persona": r.persona, "kind": r.kind, "prompt_tokens": r.prompt_tokens,
+            "completion_tokens": r.completion_tokens, "latency_s": r.latency_s, "finish_reason": r.finish_reason,
+            "error": r.error, "attempts": r.attempts, "text": r.text, "time": r.time, "run_id": r.run_id,
+            "reasoning_tokens": r.reasoning_tokens, "reasoning": r.reasoning,
+        })
+        row.update({name: settings.get(name) for name in ("temperature", "top_p", "max_new_tokens", "seed")})
+        if r.multiple_choice and r.ok:
+            chosen, chosen_norm = record_choice(r)
+            row.update(correct_answer=r.answer, chosen=chosen, correct=chosen == r.answer)
+            if r.kind == "loglik":
+                row.update(chosen_norm=chosen_norm, correct_norm=chosen_norm == r.answer)
+        elif r.multiple_choice:
+            row["correct_answer"] = r.answer
+        if prompts:
+            user = r.user_message
+            if user is None and r.kind == "generate" and r.question:
+                user = sent_user_message(r)
+            row.update(system_prompt=r.persona_text if r.kind == "generate" else None, user_message=user,
+                       prompt_text=r.prompt_text or (r.loglik.prompt if r.loglik else None))
+        price = prices.get(r.model_name) or (prices.get(r.alias) if r.alias else None)
+        if price and (r.prompt_tokens is not None or r.completion_tokens is not None):
+            row["cost_usd"] = cost_usd(r.prompt_tokens or 0, r.completion_tokens or 0, price)
+        rows.append(row)
+    return rows
+
+
+def _former_bytes(rows: list[dict[str, Any]], fmt: str, prompts: bool) -> bytes:
+    """The former ``render``: the whole file built in memory."""
+    import io
+
+    from runner.views.export import PROMPT_COLUMNS, spreadsheet_safe
+
+    if fmt == "jsonl":
+        return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8", "backslashreplace")
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns(prompts))
+        writer.writeheader()
+        writer.writerows({k: spreadsheet_safe(v) for k, v in row.items()} for row in rows)
+        return buffer.getvalue().encode("utf-8", "backslashreplace")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from runner.views.export import COLUMNS
+
+    types = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
+    spec = (*COLUMNS, *(PROMPT_COLUMNS if prompts else ()))
+    schema = pa.schema([(name, types[kind]) for name, kind in spec])
+    table = pa.table({name: pa.array([row[name] for row in rows], type=types[kind]) for name, kind in spec},
+                     schema=schema)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+@pytest.fixture(scope="module")
+def varied(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The store's answers, plus what the order and the encodings must get right: a second folder of fake:echo's
+    answers (the same label, persona, kind and numbers: ties the sort keeps in reading order, told apart by their
+    text) and an answer whose text looks like a formula, holds quotes, a line break, UTF-8 and a lone surrogate."""
+    out = tmp_path_factory.mktemp("varied") / "out"
+    shutil.copytree(store / "out", out)
+    (out / "index.db").unlink(missing_ok=True)
+    answers = out / "questions" / "cardiologist"
+    shutil.copytree(answers / "echo", answers / "echo-copy")
+    for path in (answers / "echo-copy").glob("*.json"):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        path.write_text(json.dumps({**record, "text": f"copy of {record['text']}"}), encoding="utf-8")
+    odd = out / "questions" / "general-physician" / "echo" / "1.json"
+    record = json.loads(odd.read_text(encoding="utf-8"))
+    odd.write_text(json.dumps({**record, "text": '=SUM(A1) "caf\u00e9",\r\nthen \ud800 and \u2603'}),
+                   encoding="utf-8")
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+@pytest.mark.parametrize("args", [[], ["--prompts"], ["-m", "fake:echo", "-p", "cardiologist"],
+                                  ["--set", "questions", "-m", "echo,fake:fail"]])
+def test_the_streamed_file_is_the_former_file_byte_for_byte(varied: Path, tmp_path: Path, fmt: str,
+                                                             args: list[str]) -> None:
+    if fmt == "parquet":
+        pytest.importorskip("pyarrow")
+        if "-p" not in args:  # the former code could not write the lone surrogate (general-physician's) to Parquet
+            args = [*args, "-p", "cardiologist"]
+    target = tmp_path / f"export.{fmt}"
+    assert main(["export", "-o", str(varied), "--format", fmt, "--out", str(target), *args]) == 0
+    models = next((a.split(",") for i, a in enumerate(args) if i and args[i - 1] == "-m"), None)
+    personas = next((a.split(",") for i, a in enumerate(args) if i and args[i - 1] == "-p"), None)
+    question_set = "questions" if "--set" in args else None
+    former = _former_rows(varied, models, personas, question_set, "--prompts" in args)
+    assert target.read_bytes() == _former_bytes(former, fmt, "--prompts" in args)
+    tied = [r["text"].startswith("copy of ") for r in former
+            if (r["set"], r["label"], r["persona"], r["kind"], r["n"]) == ("questions", "fake:echo", "cardiologist",
+                                                                          "generate", 1)]
+    assert tied == [False, True]  # a tie: the folder read first (echo, then echo-copy) comes first, as before
+    assert export_rows(varied, models, personas, question_set, prompts="--prompts" in args) == former
+
+
+def test_parquet_writes_a_lone_surrogate_as_its_escape(varied: Path, tmp_path: Path) -> None:
+    """Parquet (UTF-8 only) cannot hold a lone surrogate: the text keeps it as ``\ud800``, as CSV and JSONL write
+    it, instead of a traceback."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    target = tmp_path / "export.parquet"
+    assert main(["export", "-o", str(varied), "--format", "parquet", "--out", str(target)]) == 0
+    texts = pq.read_table(target).column("text").to_pylist()
+    assert '=SUM(A1) "caf\u00e9",\r\nthen \\ud800 and \u2603' in texts
+    csv_target = tmp_path / "export.csv"
+    assert main(["export", "-o", str(varied), "--out", str(csv_target)]) == 0
+    assert "then \\ud800 and" in csv_target.read_text(encoding="utf-8")
+
+
+def test_standard_output_is_the_file(varied: Path, tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+                                     ) -> None:
+    target = tmp_path / "export.jsonl"
+    assert main(["export", "-o", str(varied), "--format", "jsonl", "--out", str(target)]) == 0
+    capsysbinary.readouterr()
+    assert main(["export", "-o", str(varied), "--format", "jsonl", "--out", "-"]) == 0
+    assert capsysbinary.readouterr().out == target.read_bytes()
+
+
+def test_the_export_reads_each_record_once_and_never_holds_them_all(
+        varied: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The records are read as they come (``Store.iter_records``), each file once, and no snapshot holding every
+    record is taken: at the end of the read, no more than the last record is alive."""
+    import gc
+
+    import runner.core.records as records_module
+    from runner.core.records import Record
+
+    out = tmp_path / "out"
+    shutil.copytree(varied, out)
+    (out / "index.db").unlink(missing_ok=True)  # built again: the index's check reads the files too
+    files = sorted(p for p in out.rglob("*.json") if p.stem.isdigit() and "runs" not in p.parts)
+    parsed: list[Path] = []
+    read_json_file = records_module.read_json_file
+
+    def counting(path: Path, **kwargs: object) -> object:
+        if Path(path).stem.isdigit():
+            parsed.append(Path(path))
+        return read_json_file(path, **kwargs)
+
+    snapshot, iter_records = Store.snapshot, Store.iter_records
+
+    def light_only(self: Store, *args: object, **kwargs: object) -> object:
+        assert kwargs.get("records") is False, "the export took a snapshot holding every record"
+        return snapshot(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    def live() -> int:
+        return sum(isinstance(o, Record) for o in gc.get_objects())
+
+    alive_after: list[int] = []
+
+    def watched(self: Store, *args: object, **kwargs: object) -> object:
+        before = live()
+        yield from iter_records(self, *args, **kwargs)  # type: ignore[arg-type]
+        alive_after.append(live() - before)
+
+    monkeypatch.setattr(records_module, "read_json_file", counting)
+    monkeypatch.setattr(Store, "snapshot", light_only)
+    monkeypatch.setattr(Store, "iter_records", watched)
+    assert main(["export", "-o", str(out), "--out", str(tmp_path / "export.csv")]) == 0
+    assert len(files) >= 20 and sorted(parsed) == files  # every record file once, none twice
+    assert alive_after == [alive_after[0]] and alive_after[0] <= 1, alive_after  # one read, at most 1 record kept
+
+
+def test_a_letter_the_index_holds_is_not_extracted_again(varied: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from runner.core.index import Index
+    from tests.test_index import _count_extractions
+
+    out = tmp_path / "out"
+    shutil.copytree(varied, out)
+    (out / "index.db").unlink(missing_ok=True)
+    Index.forget_all()
+    extracted = _count_extractions(monkeypatch)
+    files = [tmp_path / "first.csv", tmp_path / "second.csv"]
+    assert main(["export", "-o", str(out), "--out", str(files[0])]) == 0
+    choosing = [r for r in export_rows(out) if r["kind"] == "generate" and r["correct_answer"] and not r["error"]]
+    assert len(extracted) >= len(choosing) > 0  # an index without letters: each extracted once, then kept
+    Index.forget_all()  # as a new process
+    extracted.clear()
+    assert main(["export", "-o", str(out), "--out", str(files[1])]) == 0
+    assert extracted == [] and files[0].read_bytes() == files[1].read_bytes()

@@ -30,14 +30,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     """Run ``export``; returns the exit status."""
-    from runner.views.export import export_rows, render, write_export
+    from runner.views.export import export_table, write_export, write_rows
 
     if args.out == "-" and args.fmt == "parquet":
         raise UsageError("--format parquet is a binary file: give --out FILE")
     root = Path(args.output_dir or DEFAULT_OUTPUT_DIR)
-    rows = export_rows(root, args.models, args.persona, args.question_set, prompts=args.prompts)
+    rows = export_table(root, args.models, args.persona, args.question_set, prompts=args.prompts)
     if args.out == "-":
-        sys.stdout.buffer.write(render(rows, args.fmt, args.prompts))
+        write_rows(rows, sys.stdout.buffer, args.fmt, args.prompts)
         sys.stdout.flush()
         return 0
     path = Path(args.out) if args.out else root / f"export.{args.fmt}"

@@ -117,13 +117,8 @@ def write_output(path: Path, data: str | bytes, *, root: Path | None = None, mod
 
     A failed write becomes one UsageError naming the file, the reason and ``fix`` (what to do), not a traceback.
     """
-    try:
-        atomic_write(path, data, root=root, mode=mode)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        if path.is_dir() and not path.is_symlink():
-            fix = "it is a folder: move it away"
-        raise UsageError(f"cannot write {path}: {reason}; {fix or f'make {path.parent} writable'}") from None
+    with output_stream(path, root=root, mode=mode, fix=fix) as fh:
+        fh.write(data.encode("utf-8") if isinstance(data, str) else data)
     return path
 
 

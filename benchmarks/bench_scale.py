@@ -12,7 +12,7 @@ process, timed from outside with its peak resident memory from ``os.wait4``):
 3. ``compare N`` (one question of the 50,000);
 4. ``report`` (written), then its first page opened in headless Chromium (``--dump-dom``, so the page is parsed and
    its scripts run) when ``chromium`` is installed;
-5. ``score``;
+5. ``score``, then ``export`` (CSV);
 6. with the index deleted: the no-op re-run again (the index rebuilt from the files); with it deleted again,
    ``score`` (the index rebuilt by a view, every letter extracted), then ``score`` once more;
 
@@ -161,6 +161,8 @@ def main() -> int:
         rows.append(("report (open, Chromium)", opened, "< 10 s"))
     score = runner("score", "-o", str(out), "--no-progress")
     rows.append(("score", timed(score, workdir), "< 15 s"))
+    rows.append(("export (csv)", timed(runner("export", "-o", str(out), "--out", str(workdir / "export.csv")),
+                                       workdir), "< 500 MB"))
     (out / "index.db").unlink(missing_ok=True)
     rows.append(("no-op re-run, no index", timed(run, workdir), "(rebuilds the index)"))
     (out / "index.db").unlink(missing_ok=True)

@@ -316,9 +316,10 @@ def warn_once(path: Path | str, problem: str, consequence: str) -> None:
         logging.getLogger("runner").warning("warning: %s: %s; %s", path, problem, consequence)
 
 
-def skipped_note(path: Path) -> str:
+def skipped_note(path: Path | str) -> str:
     """What happens to a record file that cannot be used, for its warning."""
-    n = path.stem if path.stem.isascii() and path.stem.isdigit() else None
+    stem = Path(path).stem
+    n = stem if stem.isascii() and stem.isdigit() else None
     return f"skipped (question {n} counts as not answered: a run answers it again)" if n else "skipped"
 
 
@@ -355,7 +356,7 @@ def read_record_json(path: Path, *, listed_regular: bool = False) -> dict[str, A
     return data
 
 
-def read_record(path: Path, set_name: str | None = None, *, listed_regular: bool = False,
+def read_record(path: Path | str, set_name: str | None = None, *, listed_regular: bool = False,
                 pool: ValuePool | None = None, fetched: Fetched = NOT_FETCHED) -> Record | None:
     """The Record saved at ``path``, or None when it is missing, unreadable or invalid (invalid ones with a warning).
 

@@ -795,15 +795,14 @@ def _records_in(folder: Path, set_name: str | None = None, question: int | None 
         ordered = sorted(rows.values(), key=lambda r: r.n)
         where = str(folder)
         paths = [(os.path.join(where, row.name), row.problem is None) for row in ordered]
-        for row, (name, listed), fetched in zip(ordered, paths, read_ahead(paths), strict=True):
-            path = Path(name)
+        for row, (path, listed), fetched in zip(ordered, paths, read_ahead(paths), strict=True):
             if row.name in unread:  # new or changed since indexed: read once, here, and its row written
                 row, record, problem = index.read_unread(folder, row, set_name, fetched)
                 if problem:
                     warn_once(path, problem, skipped_note(path))
                 if record is not None and pool is not None:
                     record = pool.share(record)
-            else:
+            else:  # a path as text: a Path object per file is ~5 us, at 150,000 files
                 record = read_record(path, set_name, listed_regular=listed, pool=pool, fetched=fetched)
             if record is not None:
                 if known is not None:

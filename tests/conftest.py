@@ -94,3 +94,40 @@ def cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
                               env=full_env, capture_output=True, text=True, timeout=timeout)
 
     return _run
+
+
+def watch_streaming(monkeypatch: pytest.MonkeyPatch, view: str) -> tuple[list[Path], list[int]]:
+    """Watch a view read a store as a stream: every record file it parses from now on (appended to the first list)
+    and, for each ``Store.iter_records`` it finishes, how many more Records are alive than when it began (the second
+    list). A snapshot holding every record fails the test (``view`` names the view in that message)."""
+    import gc
+
+    import runner.core.records as records_module
+    from runner.core.records import Record
+    from runner.core.store import Store
+
+    parsed: list[Path] = []
+    alive_after: list[int] = []
+    read_json_file, snapshot, iter_records = records_module.read_json_file, Store.snapshot, Store.iter_records
+
+    def counting(path: Path, **kwargs: object) -> object:
+        if Path(path).stem.isdigit():
+            parsed.append(Path(path))
+        return read_json_file(path, **kwargs)
+
+    def light_only(self: Store, *args: object, **kwargs: object) -> object:
+        assert kwargs.get("records") is False, f"the {view} took a snapshot holding every record"
+        return snapshot(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    def live() -> int:
+        return sum(type(o) is Record for o in gc.get_objects())  # isinstance would wake lazy module proxies
+
+    def watched(self: Store, *args: object, **kwargs: object) -> object:
+        before = live()
+        yield from iter_records(self, *args, **kwargs)  # type: ignore[arg-type]
+        alive_after.append(live() - before)
+
+    monkeypatch.setattr(records_module, "read_json_file", counting)
+    monkeypatch.setattr(Store, "snapshot", light_only)
+    monkeypatch.setattr(Store, "iter_records", watched)
+    return parsed, alive_after

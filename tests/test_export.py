@@ -379,42 +379,13 @@ def test_the_export_reads_each_record_once_and_never_holds_them_all(
         varied: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The records are read as they come (``Store.iter_records``), each file once, and no snapshot holding every
     record is taken: at the end of the read, no more than the last record is alive."""
-    import gc
-
-    import runner.core.records as records_module
-    from runner.core.records import Record
+    from tests.conftest import watch_streaming
 
     out = tmp_path / "out"
     shutil.copytree(varied, out)
     (out / "index.db").unlink(missing_ok=True)  # built again: the index's check reads the files too
     files = sorted(p for p in out.rglob("*.json") if p.stem.isdigit() and "runs" not in p.parts)
-    parsed: list[Path] = []
-    read_json_file = records_module.read_json_file
-
-    def counting(path: Path, **kwargs: object) -> object:
-        if Path(path).stem.isdigit():
-            parsed.append(Path(path))
-        return read_json_file(path, **kwargs)
-
-    snapshot, iter_records = Store.snapshot, Store.iter_records
-
-    def light_only(self: Store, *args: object, **kwargs: object) -> object:
-        assert kwargs.get("records") is False, "the export took a snapshot holding every record"
-        return snapshot(self, *args, **kwargs)  # type: ignore[arg-type]
-
-    def live() -> int:
-        return sum(type(o) is Record for o in gc.get_objects())  # isinstance would wake lazy module proxies
-
-    alive_after: list[int] = []
-
-    def watched(self: Store, *args: object, **kwargs: object) -> object:
-        before = live()
-        yield from iter_records(self, *args, **kwargs)  # type: ignore[arg-type]
-        alive_after.append(live() - before)
-
-    monkeypatch.setattr(records_module, "read_json_file", counting)
-    monkeypatch.setattr(Store, "snapshot", light_only)
-    monkeypatch.setattr(Store, "iter_records", watched)
+    parsed, alive_after = watch_streaming(monkeypatch, "export")
     assert main(["export", "-o", str(out), "--out", str(tmp_path / "export.csv")]) == 0
     assert len(files) >= 20 and sorted(parsed) == files  # every record file once, none twice
     assert alive_after == [alive_after[0]] and alive_after[0] <= 1, alive_after  # one read, at most 1 record kept

@@ -163,51 +163,18 @@ def test_default_threshold_is_one_file(store: Path, tmp_path: Path, monkeypatch:
     assert write_report_files(store, tmp_path / "c.html", single_file_max=8)[1] == 0
 
 
-def _live_records() -> int:
-    """How many Record objects are alive (pydantic models are tracked by the collector, so it lists them)."""
-    import gc
-
-    from runner.core.records import Record
-
-    return sum(type(o) is Record for o in gc.get_objects())  # isinstance would wake lazy module proxies
-
-
 def test_a_paged_report_reads_each_record_once_and_never_holds_them_all(
         store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The report reads the records as they come (``Store.iter_records``), each file once, and no snapshot holding
     every record is taken: at the end of the read, no more than the last record is alive."""
-    import runner.core.records as records_module
     from runner.cli import main
-    from runner.core.store import Store
+    from tests.conftest import watch_streaming
 
     out = tmp_path / "out"
     shutil.copytree(store, out)
     (out / "index.db").unlink(missing_ok=True)  # built again: the index's check reads the files too, and hands them on
     files = sorted(p for p in out.rglob("*.json") if p.stem.isdigit() and "runs" not in p.parts)
-    parsed: list[Path] = []
-    read_json_file = records_module.read_json_file
-
-    def counting(path: Path, **kwargs: object) -> object:
-        if Path(path).stem.isdigit():
-            parsed.append(Path(path))
-        return read_json_file(path, **kwargs)
-
-    snapshot, iter_records = Store.snapshot, Store.iter_records
-
-    def light_only(self: Store, *args: object, **kwargs: object) -> object:
-        assert kwargs.get("records") is False, "the report took a snapshot holding every record"
-        return snapshot(self, *args, **kwargs)  # type: ignore[arg-type]
-
-    alive_after: list[int] = []
-
-    def watched(self: Store, *args: object, **kwargs: object) -> object:
-        before = _live_records()
-        yield from iter_records(self, *args, **kwargs)  # type: ignore[arg-type]
-        alive_after.append(_live_records() - before)
-
-    monkeypatch.setattr(records_module, "read_json_file", counting)
-    monkeypatch.setattr(Store, "snapshot", light_only)
-    monkeypatch.setattr(Store, "iter_records", watched)
+    parsed, alive_after = watch_streaming(monkeypatch, "report")
     monkeypatch.setenv("NO_PROGRESS", "1")
     assert main(["report", "--output-dir", str(out), *PAGED]) == 0
     assert len(files) == 8 and sorted(parsed) == files  # every record file once, none twice

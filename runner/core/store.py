@@ -93,21 +93,10 @@ def atomic_write(path: Path, data: str | bytes, *, root: Path | None = None,
     temporary file is private until it is complete). Returns the written file's stat (its inode, size and
     modification time are those of ``path`` after the rename).
     """
-    if root is not None:
-        check_inside(root, path.parent)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-            os.fchmod(fh.fileno(), default_file_mode() if mode is None else mode)  # by descriptor: never a link
-            fh.flush()
-            written = os.fstat(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_stream(path, root=root, mode=mode) as fh:
+        fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+        fh.flush()
+        written = os.fstat(fh.fileno())  # what the rename keeps: its permissions change only its ctime
     return written
 
 

@@ -492,3 +492,26 @@ def test_an_empty_answer_is_graded_and_gets_no_credit(tmp_path: Path, judge: Fak
     assert judge.count == 2
     (row,) = json.loads((out / "grades.json").read_text())["rows"]
     assert row["overall"]["n_samples"] == 2 and row["overall"]["mean"] == pytest.approx(0.5)
+
+
+def test_grade_reads_only_the_set_it_grades(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store of several question sets: grading one reads that set's answers, each once, and no other set's."""
+    import runner.core.records as records_module
+    from runner.providers.fake import FakeGenerator
+
+    out = answer_first(tmp_path, questions(tmp_path))  # set "open"
+    other = write_jsonl(tmp_path / "other.jsonl", [{"question": f"Other question {i}?"} for i in range(5)])
+    assert main(["run", "-q", str(other), "-m", "fake:echo", "-o", str(out), "--no-progress"]) == 0
+    parsed: list[Path] = []
+    read_json_file = records_module.read_json_file
+
+    def counting(path: object, **kwargs: object) -> object:
+        if Path(path).stem.isdigit() and "_grades" not in Path(path).parts:
+            parsed.append(Path(path))
+        return read_json_file(path, **kwargs)
+
+    monkeypatch.setattr(records_module, "read_json_file", counting)
+    FakeGenerator.canned.extend(['{"explanation": "yes", "criteria_met": true}'] * 8)
+    assert main(["grade", "-j", "fake:canned", "--set", "open", "-o", str(out), "--no-progress"]) == 0
+    assert sorted(p.relative_to(out).as_posix() for p in parsed) == ["open/oncology-researcher/echo/1.json",
+                                                                      "open/oncology-researcher/echo/2.json"]

@@ -115,8 +115,9 @@ def execute(args: argparse.Namespace) -> int:
             status = _answer(args, questions, ref, output_dir)
     elif args.models and not Store(output_dir).set_names():
         raise UsageError("--models answers questions first: give --questions FILE or --dataset NAME")
-    snapshot = Store(output_dir).snapshot()
-    set_name = ref.name if ref else choose_set(snapshot, args.question_set)[0]
+    store = Store(output_dir)
+    set_name = ref.name if ref else choose_set(store.snapshot(records=False), args.question_set)[0]
+    snapshot = store.snapshot(set_name)  # that set's records only, each read once
     if questions is None:
         questions = _questions_of(snapshot.info(set_name), set_name)
     # Every saved answer, an empty one too: the judge grades it (it meets no positive item), so a model that says
@@ -138,7 +139,6 @@ def execute(args: argparse.Namespace) -> int:
                          + {"question": " with a rubric (use --rubric clinician for the clinician axes)",
                             "reference": " to a question with a 'reference' answer"}.get(args.rubric, ""))
     status = max(status, _grade(args, judges, targets, questions, set_name, output_dir))
-    store = Store(output_dir)
     grades = current_grades(store.questions_set(set_name).grade_records(), answers)
     wanted = {j.label for j in judges}
     grades = [g for g in grades if (g.model_extra or {}).get("judge_label") in wanted]

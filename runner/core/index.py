@@ -5,7 +5,7 @@ cache of what they hold, so that a resume or a view does not open 150,000 files 
 
     sqlite3 outputs/index.db "select model, persona, count(*), sum(ok) from records group by 1, 2"
 
-Schema (``SCHEMA_VERSION``; a database of another version is rebuilt):
+Schema (``SCHEMA_VERSION``; version 1 gains the letter columns in place, any other version is rebuilt):
 
 ``records``: one row per numbered record file (``<n>.json``) under a question set, valid or not.
     ``path`` (primary key, relative to the root, ``/``-separated), ``folder`` (its folder, relative), ``n``,

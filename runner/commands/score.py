@@ -164,11 +164,12 @@ def execute(args: argparse.Namespace) -> int:
     if sets and args.question_set not in snapshot.set_names:
         raise UsageError(f"no question set {args.question_set!r} under {output_dir}; saved sets: "
                          f"{', '.join(snapshot.set_names) or '(none)'}")
-    known, choice = stream_choices()  # the letters the index holds: not extracted again
     if again:
-        choice = ChoiceMemo()
-    seen = _Counted(snapshot.records if again else store.iter_records(args.question_set if sets else None,
-                                                                      share=False, known=known))
+        choice: Any = ChoiceMemo()
+        seen = _Counted(snapshot.records)
+    else:
+        known, choice = stream_choices()  # the letters the index holds: not extracted again
+        seen = _Counted(store.iter_records(args.question_set if sets else None, share=False, known=known))
     scores = collect_scores(seen, models=_model_names(args.models), personas=personas, questions=wanted, sets=sets,
                             choice=choice)
     if sources is None and not seen.count:  # nothing was answered, and nothing is asked: write no empty scores

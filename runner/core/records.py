@@ -323,19 +323,26 @@ def skipped_note(path: Path | str) -> str:
     return f"skipped (question {n} counts as not answered: a run answers it again)" if n else "skipped"
 
 
+def _json_object(path: Path | str, listed_regular: bool = False,
+                 fetched: Fetched = NOT_FETCHED) -> tuple[dict[str, Any] | None, str | None]:
+    """A record file's JSON object, or None and what is wrong with it (None too for a file that is not there)."""
+    try:
+        data = read_json_file(path, listed_regular=listed_regular, fetched=fetched)
+    except BadFile as exc:
+        return None, str(exc)
+    if data is not None and not isinstance(data, dict):
+        return None, f"not a JSON object (a JSON {_json_type(data)})"
+    return data, None
+
+
 def inspect_record(path: Path | str, set_name: str | None = None, *, listed_regular: bool = False,
                    fetched: Fetched = NOT_FETCHED) -> tuple[dict[str, Any] | None, Record | None, str | None]:
     """One record file read and checked: its JSON object, its Record (None when it cannot be used) and what is wrong
     with it, in words (None for a usable record, and for a file that is not there: no object, no Record).
     ``fetched``: the file's bytes as ``read_ahead`` read them."""
-    try:
-        data = read_json_file(path, listed_regular=listed_regular, fetched=fetched)
-    except BadFile as exc:
-        return None, None, str(exc)
+    data, problem = _json_object(path, listed_regular, fetched)
     if data is None:
-        return None, None, None
-    if not isinstance(data, dict):
-        return None, None, f"not a JSON object (a JSON {_json_type(data)})"
+        return None, None, problem
     record, problem = check_record(data, set_name)
     return data, record, problem
 
@@ -345,14 +352,9 @@ def read_record_json(path: Path, *, listed_regular: bool = False) -> dict[str, A
 
     The one place a record file is parsed (``listed_regular``: see ``read_json_file``).
     """
-    try:
-        data = read_json_file(path, listed_regular=listed_regular)
-    except BadFile as exc:
-        warn_once(path, str(exc), skipped_note(path))
-        return None
-    if data is not None and not isinstance(data, dict):
-        warn_once(path, f"not a JSON object (a JSON {_json_type(data)})", skipped_note(path))
-        return None
+    data, problem = _json_object(path, listed_regular)
+    if problem:
+        warn_once(path, problem, skipped_note(path))
     return data
 
 

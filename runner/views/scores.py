@@ -162,16 +162,11 @@ class ChoiceMemo:
 
 
 def stream_choices() -> tuple[KnownChoices, Callable[[Record], Choice]]:
-    """A ``KnownChoices`` for ``Store.iter_records`` and the ``choice`` function that reads the letters through it
-    (``known_choice``)."""
+    """A ``KnownChoices`` for ``Store.iter_records(known=...)`` and the ``choice`` function (``record_choice``) for
+    the records of that stream: a letter the store's index holds for the answer, read by this version of the
+    extractor, is taken as it is; one that had to be extracted is handed back to the index, so the next view does
+    not extract it again."""
     known = KnownChoices(EXTRACTOR_VERSION)
-    return known, known_choice(known)
-
-
-def known_choice(known: KnownChoices) -> Callable[[Record], Choice]:
-    """``record_choice`` for the records of a stream read with ``known`` (``Store.iter_records(known=...)``): a
-    letter the store's index holds for the answer, read by this version of the extractor, is taken as it is; one
-    that had to be extracted is handed back to the index, so the next view does not extract it again."""
 
     def choice(record: Record) -> Choice:
         if record.kind == "loglik":
@@ -183,7 +178,7 @@ def known_choice(known: KnownChoices) -> Callable[[Record], Choice]:
         known.put(record, chosen[0])
         return chosen
 
-    return choice
+    return known, choice
 
 
 def snapshot_choices(snapshot: Snapshot) -> ChoiceMemo:
